@@ -1,0 +1,120 @@
+"""Reading audio files into 16 kHz mono float32, with one clear error per bad file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+SAMPLE_RATE = 16000
+
+
+class AudioError(ValueError):
+    """A file that cannot be used as audio. The message names the file and the problem."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+def to_float32(samples: np.ndarray) -> np.ndarray:
+    """int16 (or other integer PCM) to float32 in [-1, 1); float input passes through as float32."""
+    samples = np.asarray(samples)
+    if np.issubdtype(samples.dtype, np.integer):
+        scale = float(2 ** (8 * samples.dtype.itemsize - 1))
+        return (samples.astype(np.float32) / scale).astype(np.float32)
+    return samples.astype(np.float32, copy=False)
+
+
+def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    if rate == target:
+        return samples.astype(np.float32, copy=False)
+    return soxr.resample(samples, rate, target, quality="HQ").astype(np.float32)
+
+
+def _read_raw(path: Path) -> tuple[np.ndarray, int]:
+    if not path.exists():
+        raise AudioError(path, "no such file")
+    if path.is_dir():
+        raise AudioError(path, "is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        reason = str(error).split(":")[-1].strip() or "unreadable"
+        raise AudioError(path, f"not a readable audio file ({reason})") from None
+    return data, rate
+
+
+def load_audio(path: str | os.PathLike, min_samples: int = 480) -> np.ndarray:
+    """Any soundfile-readable file -> mono float32 at 16 kHz.
+
+    Raises AudioError for a missing, empty, truncated or non-audio file, for
+    NaN/inf samples, and for audio shorter than `min_samples` at 16 kHz.
+    """
+    path = Path(path)
+    data, rate = _read_raw(path)
+    if data.shape[0] == 0:
+        raise AudioError(path, "contains no audio samples (truncated or empty data chunk)")
+    if not np.all(np.isfinite(data)):
+        raise AudioError(path, "contains NaN or infinite samples")
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    audio = resample(mono, rate)
+    if len(audio) < min_samples:
+        ms = 1000 * len(audio) / SAMPLE_RATE
+        raise AudioError(
+            path, f"too short: {ms:.1f} ms of audio, need at least {1000 * min_samples / SAMPLE_RATE:.0f} ms (one frame)"
+        )
+    return audio
+
+
+def audio_duration_s(path: str | os.PathLike) -> float:
+    """Duration from the header alone (no decoding); AudioError if unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(path, "no such file")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        reason = str(error).split(":")[-1].strip() or "unreadable"
+        raise AudioError(path, f"not a readable audio file ({reason})") from None
+    return info.frames / info.samplerate
+
+
+def iter_blocks(path: str | os.PathLike, block_s: float = 1.0):
+    """Yield (16 kHz mono float32 block) from a long file, reading a block at a time.
+
+    Memory does not grow with the file's length. Resampling is done per block with
+    a streaming resampler so that block edges leave no artefacts.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    try:
+        handle = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        reason = str(error).split(":")[-1].strip() or "unreadable"
+        raise AudioError(path, f"not a readable audio file ({reason})") from None
+    with handle:
+        rate = handle.samplerate
+        stream = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
+        frames = max(1, int(block_s * rate))
+        while True:
+            data = handle.read(frames, dtype="float32", always_2d=True)
+            last = len(data) < frames
+            if len(data) and not np.all(np.isfinite(data)):
+                raise AudioError(path, "contains NaN or infinite samples")
+            mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+            if stream is not None:
+                mono = stream.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=last)
+            if len(mono):
+                yield mono.astype(np.float32, copy=False)
+            if last:
+                break

@@ -1,0 +1,112 @@
+"""MFCC frontend: one implementation, used offline (whole signal) and streaming (chunks).
+
+Settings: 16 kHz, 30 ms Hann window (480 samples, FFT of 480 points), 10 ms hop,
+40 mel bands 20-7600 Hz (librosa's Slaney mel filters), log-mel in dB
+(10*log10(max(mel, 1e-10))), DCT-II (orthonormal) keeping 40 coefficients.
+Frames are not centred, so one second of audio gives 98 frames. Nothing depends
+on the signal as a whole (no top_db clipping, no mean removal): that is what lets
+the streaming path give the same frames as the offline one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import cached_property
+
+import librosa
+import numpy as np
+import scipy.fft
+import scipy.signal
+
+from kws.audio import to_float32
+
+
+@dataclass(frozen=True)
+class MfccConfig:
+    sample_rate: int = 16000
+    window_ms: float = 30.0
+    hop_ms: float = 10.0
+    n_mels: int = 40
+    fmin: float = 20.0
+    fmax: float = 7600.0
+    n_mfcc: int = 40
+
+    @property
+    def window(self) -> int:
+        return int(round(self.sample_rate * self.window_ms / 1000))
+
+    @property
+    def hop(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    def n_frames(self, n_samples: int) -> int:
+        return 0 if n_samples < self.window else (n_samples - self.window) // self.hop + 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "MfccConfig":
+        return cls(**values)
+
+
+class Mfcc:
+    """Frames of samples -> MFCC rows. Holds the precomputed window, mel and DCT matrices."""
+
+    def __init__(self, config: MfccConfig = MfccConfig()):
+        self.config = config
+
+    @cached_property
+    def _window(self) -> np.ndarray:
+        return scipy.signal.get_window("hann", self.config.window, fftbins=True).astype(np.float32)
+
+    @cached_property
+    def _mel_t(self) -> np.ndarray:
+        c = self.config
+        mel = librosa.filters.mel(sr=c.sample_rate, n_fft=c.window, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax)
+        return np.ascontiguousarray(mel.T, dtype=np.float32)
+
+    @cached_property
+    def _dct_t(self) -> np.ndarray:
+        dct = scipy.fft.dct(np.eye(self.config.n_mels), type=2, norm="ortho", axis=0)[: self.config.n_mfcc]
+        return np.ascontiguousarray(dct.T, dtype=np.float32)
+
+    def frames_to_mfcc(self, frames: np.ndarray) -> np.ndarray:
+        """(n, window) float32 -> (n, n_mfcc) float32."""
+        spectrum = scipy.fft.rfft(frames * self._window, axis=-1)
+        power = spectrum.real**2 + spectrum.imag**2
+        log_mel = 10.0 * np.log10(np.maximum(power @ self._mel_t, 1e-10))
+        return (log_mel @ self._dct_t).astype(np.float32, copy=False)
+
+    def __call__(self, signal: np.ndarray) -> np.ndarray:
+        """Offline: a whole signal -> (n_frames, n_mfcc)."""
+        signal = to_float32(signal)
+        c = self.config
+        n = c.n_frames(len(signal))
+        if n == 0:
+            return np.zeros((0, c.n_mfcc), np.float32)
+        frames = np.lib.stride_tricks.sliding_window_view(signal, c.window)[:: c.hop][:n]
+        return self.frames_to_mfcc(frames)
+
+
+class StreamingMfcc:
+    """Push chunks of any length, get the frames they complete. Same numbers as offline."""
+
+    def __init__(self, config: MfccConfig = MfccConfig(), mfcc: Mfcc | None = None):
+        self.config = config
+        self.mfcc = mfcc or Mfcc(config)
+        self.reset()
+
+    def reset(self) -> None:
+        self._pending = np.zeros(0, np.float32)
+
+    def push(self, chunk: np.ndarray) -> np.ndarray:
+        chunk = to_float32(np.ravel(chunk))
+        buffer = np.concatenate([self._pending, chunk]) if len(self._pending) else chunk
+        c = self.config
+        n = c.n_frames(len(buffer))
+        self._pending = buffer[n * c.hop :].copy()
+        if n == 0:
+            return np.zeros((0, c.n_mfcc), np.float32)
+        frames = np.lib.stride_tricks.sliding_window_view(buffer, c.window)[:: c.hop][:n]
+        return self.mfcc.frames_to_mfcc(frames)

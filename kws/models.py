@@ -1,0 +1,61 @@
+"""The classifiers: a stack of GRU or LSTM layers over MFCC frames, a per-frame softmax.
+
+Both architectures come out of `build_model`, so they share input, normalisation,
+head and training loop; only the recurrent layer class differs. The per-coefficient
+feature normalisation is a layer of the model, so callers feed raw MFCCs.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+ARCHITECTURES = ("gru", "lstm")
+
+
+def recurrent_layer(arch: str, units: int, name: str, stateful: bool = False) -> keras.layers.Layer:
+    if arch == "gru":
+        return keras.layers.GRU(units, return_sequences=True, stateful=stateful, name=name)
+    if arch == "lstm":
+        return keras.layers.LSTM(units, return_sequences=True, stateful=stateful, name=name)
+    raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+
+
+def build_model(
+    arch: str,
+    n_features: int,
+    n_classes: int,
+    units: int = 128,
+    layers: int = 2,
+    dropout: float = 0.1,
+    mean: np.ndarray | None = None,
+    variance: np.ndarray | None = None,
+    batch_size: int | None = None,
+    stateful: bool = False,
+) -> keras.Model:
+    """(batch, time, n_features) MFCCs -> (batch, time, n_classes) posteriors.
+
+    `stateful=True` (with a fixed `batch_size`) builds the same network for
+    chunk-by-chunk inference with Keras carrying the state between calls.
+    """
+    inputs = keras.Input(shape=(None, n_features), batch_size=batch_size, name="mfcc")
+    x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name="normalize")(inputs)
+    for i in range(layers):
+        x = recurrent_layer(arch, units, f"{arch}_{i}", stateful)(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="posteriors")(x)
+    return keras.Model(inputs, outputs, name=f"kws_{arch}_{layers}x{units}")
+
+
+def stateful_copy(model: keras.Model, arch: str, units: int, layers: int) -> keras.Model:
+    """The same trained network as a batch-1 stateful model (Keras keeps the state)."""
+    n_features = model.input_shape[-1]
+    n_classes = model.output_shape[-1]
+    twin = build_model(arch, n_features, n_classes, units, layers, dropout=0.0, batch_size=1, stateful=True,
+                       mean=np.zeros(n_features), variance=np.ones(n_features))
+    by_name = {layer.name: layer for layer in model.layers}
+    for layer in twin.layers:
+        if layer.weights and layer.name in by_name:
+            layer.set_weights(by_name[layer.name].get_weights())
+    return twin

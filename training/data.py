@@ -1,0 +1,195 @@
+"""The Speech Commands layout: word folders, splits, class balance and noise.
+
+Layout: one folder per word (`yes/0a7c2a8d_nohash_0.wav` is speaker 0a7c2a8d),
+`_background_noise_/` long noise recordings, and in the canonical test set
+`_silence_/` and `_unknown_/` folders. Splits come from `validation_list.txt` /
+`testing_list.txt` when present, otherwise from the data set's own rule, which
+hashes the speaker id so that a speaker's clips never straddle two sets and the
+split stays stable as the data set grows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kws.audio import SAMPLE_RATE, load_audio
+
+COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+SILENCE = "silence"
+UNKNOWN = "unknown"
+NOISE_DIR = "_background_noise_"
+SILENCE_DIR = "_silence_"
+UNKNOWN_DIR = "_unknown_"
+MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # as in TensorFlow's speech_commands input_data.py
+CLIP_SAMPLES = SAMPLE_RATE
+
+
+class DataError(ValueError):
+    """A data folder that cannot be used; the message names it and the problem."""
+
+
+def which_set(filename: str, validation_percentage: float, testing_percentage: float) -> str:
+    """TensorFlow's rule: hash the speaker id (the name before `_nohash_`)."""
+    base_name = Path(filename).name
+    hash_name = re.sub(r"_nohash_.*$", "", base_name)
+    hashed = hashlib.sha1(hash_name.encode("utf-8")).hexdigest()
+    percentage = (int(hashed, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
+    if percentage < validation_percentage:
+        return "validation"
+    if percentage < testing_percentage + validation_percentage:
+        return "testing"
+    return "training"
+
+
+def speaker_of(path: Path) -> str:
+    return re.sub(r"_nohash_.*$", "", path.stem)
+
+
+def labels_for(words: tuple[str, ...], with_unknown: bool = True) -> list[str]:
+    return [SILENCE] + ([UNKNOWN] if with_unknown else []) + list(words)
+
+
+@dataclass
+class Clip:
+    path: Path
+    label: str  # a class label: a word, UNKNOWN or SILENCE
+    word: str  # the folder it came from
+
+
+@dataclass
+class DataSet:
+    root: Path
+    labels: list[str]
+    splits: dict[str, list[Clip]] = field(default_factory=dict)
+    noise_files: list[Path] = field(default_factory=list)
+
+    def clips(self, split: str) -> list[Clip]:
+        return self.splits.get(split, [])
+
+
+def _read_list(path: Path) -> set[str]:
+    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+
+
+def _split_rule(root: Path, validation_percentage: float, testing_percentage: float):
+    val_list, test_list = root / "validation_list.txt", root / "testing_list.txt"
+    if val_list.exists() and test_list.exists():
+        validation, testing = _read_list(val_list), _read_list(test_list)
+
+        def from_lists(relative: str) -> str:
+            if relative in validation:
+                return "validation"
+            return "testing" if relative in testing else "training"
+
+        return from_lists
+    return lambda relative: which_set(relative, validation_percentage, testing_percentage)
+
+
+def scan(
+    root: str | Path,
+    words: tuple[str, ...] | None = COMMANDS,
+    validation_percentage: float = 10.0,
+    testing_percentage: float = 10.0,
+) -> DataSet:
+    """Index a Speech Commands folder. `words=None` makes every word folder a class."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such data folder")
+    word_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    available = {p.name for p in word_dirs}
+    chosen = tuple(sorted(available)) if words is None else tuple(words)
+    missing = [w for w in chosen if w not in available]
+    if missing:
+        raise DataError(f"{root}: no folder for word(s) {', '.join(missing)}")
+    has_unknown = bool(available - set(chosen)) or (root / UNKNOWN_DIR).is_dir()
+    dataset = DataSet(root=root, labels=labels_for(chosen, has_unknown))
+    split_of = _split_rule(root, validation_percentage, testing_percentage)
+    for directory in word_dirs + [root / UNKNOWN_DIR, root / SILENCE_DIR]:
+        if not directory.is_dir():
+            continue
+        name = directory.name
+        label = name if name in chosen else SILENCE if name == SILENCE_DIR else UNKNOWN
+        for wav in sorted(directory.glob("*.wav")):
+            split = split_of(f"{name}/{wav.name}")
+            dataset.splits.setdefault(split, []).append(Clip(wav, label, name))
+    dataset.noise_files = sorted((root / NOISE_DIR).glob("*.wav")) if (root / NOISE_DIR).is_dir() else []
+    if not dataset.clips("training"):
+        raise DataError(f"{root}: no training clips found (is this a Speech Commands folder?)")
+    return dataset
+
+
+def fit_clip(audio: np.ndarray, length: int = CLIP_SAMPLES) -> np.ndarray:
+    """Pad with zeros (after) or cut to exactly `length` samples."""
+    if len(audio) >= length:
+        return audio[:length]
+    return np.pad(audio, (0, length - len(audio)))
+
+
+def word_span(audio: np.ndarray, frame: int = 160, below_peak_db: float = 25.0) -> tuple[int, int]:
+    """(start, end) sample of the loud part of a clip: frames within `below_peak_db` of the loudest."""
+    n = len(audio) // frame
+    if n == 0:
+        return 0, len(audio)
+    energy = (audio[: n * frame].reshape(n, frame) ** 2).mean(axis=1)
+    level = 10 * np.log10(energy + 1e-12)
+    active = np.flatnonzero(level > level.max() - below_peak_db)
+    return int(active[0] * frame), int((active[-1] + 1) * frame)
+
+
+@dataclass
+class LoadedClips:
+    """Clips decoded into memory as a (n, 16000) array with labels and word spans."""
+
+    audio: np.ndarray
+    labels: np.ndarray  # class index per clip
+    spans: np.ndarray  # (n, 2) start/end sample of the spoken word
+    paths: list[Path]
+
+
+def load_clips(clips: list[Clip], labels: list[str]) -> LoadedClips:
+    index = {label: i for i, label in enumerate(labels)}
+    audio = np.stack([fit_clip(load_audio(c.path)) for c in clips]) if clips else np.zeros((0, CLIP_SAMPLES), np.float32)
+    spans = np.array([word_span(a) for a in audio], dtype=np.int64).reshape(-1, 2)
+    return LoadedClips(
+        audio=audio.astype(np.float32),
+        labels=np.array([index[c.label] for c in clips], dtype=np.int64),
+        spans=spans,
+        paths=[c.path for c in clips],
+    )
+
+
+def load_noise(files: list[Path], part: str, held_out: float = 0.15) -> list[np.ndarray]:
+    """Each noise recording normalised to unit RMS, cut in time: the first part for
+    training, the last `held_out` fraction for validation, so that validation never
+    hears the training noise."""
+    pieces = []
+    for path in files:
+        audio = load_audio(path)
+        cut = int(len(audio) * (1 - held_out))
+        piece = audio[:cut] if part == "training" else audio[cut:]
+        rms = float(np.sqrt(np.mean(piece**2))) or 1.0
+        pieces.append((piece / rms).astype(np.float32))
+    return pieces
+
+
+def balanced_indices(labels: np.ndarray, label_names: list[str], rng: np.random.Generator) -> np.ndarray:
+    """All command clips; unknown and silence clips subsampled (or repeated) to the mean
+    command count, so that no class dominates an epoch. Without silence clips, silence
+    gets empty slots (-1) that hold only background noise."""
+    commands = [i for i, name in enumerate(label_names) if name not in (SILENCE, UNKNOWN)]
+    counts = [int(np.sum(labels == i)) for i in commands]
+    target = int(np.mean(counts)) if counts else len(labels)
+    chosen = [np.flatnonzero(labels == i) for i in commands]
+    for name in (UNKNOWN, SILENCE):
+        if name in label_names:
+            pool = np.flatnonzero(labels == label_names.index(name))
+            if len(pool):
+                chosen.append(rng.choice(pool, size=target, replace=len(pool) < target))
+            elif name == SILENCE:
+                chosen.append(np.full(target, -1))  # empty slots: background noise only
+    return np.concatenate(chosen) if chosen else np.zeros(0, np.int64)

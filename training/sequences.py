@@ -1,0 +1,163 @@
+"""Training examples for a recogniser that runs on an endless stream.
+
+An RNN trained on isolated 1 s clips from a zero state learns to rely on that
+state and falls apart when it is never reset. So every training example here is
+a multi-second sequence of several clips laid end to end with random gaps and
+background noise, with a target for every frame:
+
+- while a word is being spoken: no target (weight 0) -- it cannot be known yet;
+- from the word's end for `hold_ms`: the word's class (or `unknown`);
+- everywhere else: `silence`.
+
+Augmentation: random placement (time shift), random gain, background-noise
+mixing at a random level, and SpecAugment-style time and coefficient masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from kws.frontend import Mfcc
+from training.data import CLIP_SAMPLES, SILENCE, LoadedClips
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    seq_seconds: float = 4.0
+    first_offset_ms: float = 100.0
+    max_gap_ms: float = 500.0
+    hold_ms: float = 800.0
+    gain_db: float = 6.0
+    noise_prob: float = 0.8
+    noise_dbfs_low: float = -55.0
+    noise_dbfs_high: float = -25.0
+    time_masks_per_s: float = 1.0
+    time_mask_frames: int = 8
+    freq_masks: int = 2
+    freq_mask_coeffs: int = 4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Word:
+    label: int
+    start: int  # sample where the spoken word starts in the sequence
+    end: int
+
+
+def noise_cut(noise: list[np.ndarray], length: int, rng: np.random.Generator) -> np.ndarray:
+    """A random stretch of a random (unit-RMS) noise recording, `length` samples long."""
+    source = noise[rng.integers(len(noise))]
+    if len(source) <= length:
+        source = np.tile(source, length // len(source) + 1)
+    start = rng.integers(0, len(source) - length + 1)
+    return source[start : start + length]
+
+
+def lay_out(
+    clips: LoadedClips, slots: list[int], length: int, rng: np.random.Generator, config: AugmentConfig, silence: int
+) -> tuple[np.ndarray, list[Word], int]:
+    """Place clips (by index; -1 is an empty slot) one after another into `length` samples.
+    Returns the audio, the spoken words placed (silence clips are not words), and how
+    many slots were used."""
+    sr = CLIP_SAMPLES
+    audio = np.zeros(length, np.float32)
+    words: list[Word] = []
+    cursor = int(rng.integers(0, int(config.first_offset_ms * sr / 1000) + 1))
+    used = 0
+    while cursor < length and used < len(slots):
+        index = slots[used]
+        used += 1
+        if index >= 0:
+            gain = 10 ** (rng.uniform(-config.gain_db, config.gain_db) / 20)
+            piece = clips.audio[index][: length - cursor] * gain
+            audio[cursor : cursor + len(piece)] += piece
+            start, end = clips.spans[index]
+            if clips.labels[index] != silence:
+                words.append(Word(int(clips.labels[index]), cursor + int(start), cursor + int(end)))
+        cursor += CLIP_SAMPLES + int(rng.integers(0, int(config.max_gap_ms * sr / 1000) + 1))
+    return audio, words, used
+
+
+def frame_targets(
+    words: list[Word], n_frames: int, silence: int, hop: int, window: int, hold: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame class and weight. A frame's time is the end of its window."""
+    frame_end = np.arange(n_frames) * hop + window
+    targets = np.full(n_frames, silence, np.int64)
+    weights = np.ones(n_frames, np.float32)
+    for word in words:
+        speaking = (frame_end > word.start) & (frame_end < word.end)
+        weights[speaking] = 0.0
+        holding = (frame_end >= word.end) & (frame_end < word.end + hold)
+        targets[holding] = word.label
+        weights[holding] = 1.0
+    return targets, weights
+
+
+def spec_augment(features: np.ndarray, fill: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    features = features.copy()
+    n_frames, n_coeffs = features.shape
+    for _ in range(int(round(config.time_masks_per_s * n_frames / 100))):
+        width = int(rng.integers(0, config.time_mask_frames + 1))
+        start = int(rng.integers(0, max(1, n_frames - width)))
+        features[start : start + width] = fill
+    for _ in range(config.freq_masks):
+        width = int(rng.integers(0, config.freq_mask_coeffs + 1))
+        start = int(rng.integers(0, max(1, n_coeffs - width)))
+        features[:, start : start + width] = fill[start : start + width]
+    return features
+
+
+def add_noise(audio: np.ndarray, noise: list[np.ndarray], rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    if not noise or rng.random() >= config.noise_prob:
+        return audio
+    level = 10 ** (rng.uniform(config.noise_dbfs_low, config.noise_dbfs_high) / 20)
+    return audio + level * noise_cut(noise, len(audio), rng)
+
+
+class SequenceMaker:
+    """Turns a list of clip slots into batches of (features, targets, weights)."""
+
+    def __init__(
+        self,
+        clips: LoadedClips,
+        noise: list[np.ndarray],
+        labels: list[str],
+        mfcc: Mfcc,
+        config: AugmentConfig = AugmentConfig(),
+        feature_fill: np.ndarray | None = None,
+    ):
+        self.clips, self.noise, self.labels, self.mfcc, self.config = clips, noise, labels, mfcc, config
+        self.silence = labels.index(SILENCE)
+        self.length = int(config.seq_seconds * CLIP_SAMPLES)
+        self.feature_fill = feature_fill
+
+    def make(self, slots: list[int], rng: np.random.Generator, augment: bool = True):
+        """Consume slots from the front; return one example and the number of slots used."""
+        audio, words, used = lay_out(self.clips, slots, self.length, rng, self.config, self.silence)
+        audio = add_noise(audio, self.noise, rng, self.config) if augment else audio
+        features = self.mfcc(audio)
+        c = self.mfcc.config
+        targets, weights = frame_targets(
+            words, len(features), self.silence, c.hop, c.window, int(self.config.hold_ms * c.sample_rate / 1000)
+        )
+        if augment and self.feature_fill is not None:
+            features = spec_augment(features, self.feature_fill, rng, self.config)
+        return features, targets, weights, used
+
+    def epoch(self, slots: np.ndarray, rng: np.random.Generator, augment: bool = True):
+        """All slots (shuffled) packed into sequences: arrays (n, T, F), (n, T), (n, T)."""
+        order = list(rng.permutation(slots))
+        xs, ys, ws = [], [], []
+        while order:
+            x, y, w, used = self.make(order, rng, augment)
+            order = order[used:]
+            xs.append(x)
+            ys.append(y)
+            ws.append(w)
+        return np.stack(xs), np.stack(ys), np.stack(ws)

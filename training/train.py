@@ -1,0 +1,274 @@
+"""Train a GRU or LSTM command recogniser and write a model bundle.
+
+    kws-train --data DIR --arch gru --out assets/gru
+
+Trains on multi-second sequences with per-frame targets (see training/sequences.py)
+so the model survives an endless stream with its state never reset. Validates
+every epoch on the clip accuracy of held-out speakers, keeps the best weights,
+stops early, and resumes an interrupted run from `<out>.work/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kws.audio import AudioError
+from kws.detector import DetectorConfig
+from kws.frontend import Mfcc, MfccConfig
+from training.data import COMMANDS, DataError, balanced_indices, load_clips, load_noise, scan
+from training.sequences import AugmentConfig, SequenceMaker
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="kws-train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="Speech Commands folder (or your own words, one folder each)")
+    parser.add_argument("--out", required=True, help="bundle folder to write")
+    parser.add_argument("--arch", choices=("gru", "lstm"), default="gru")
+    parser.add_argument("--units", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--words", default=",".join(COMMANDS), help="comma-separated words, or 'all' for every folder")
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
+    parser.add_argument("--patience", type=int, default=15, help="epochs without improvement before stopping")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--val-percent", type=float, default=10.0)
+    parser.add_argument("--test-percent", type=float, default=10.0)
+    parser.add_argument("--seq-seconds", type=float, default=AugmentConfig.seq_seconds)
+    parser.add_argument("--stream-minutes", type=float, default=15.0, help="length of the validation stream")
+    parser.add_argument("--strategy", choices=("default", "mirrored"), default="default")
+    parser.add_argument("--cpu-devices", type=int, default=0, help="split the CPU into N logical devices")
+    parser.add_argument("--max-clips", type=int, default=0, help="use at most N training clips (quick runs)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser.parse_args(argv)
+
+
+def configure_devices(n_cpu_devices: int) -> None:
+    import tensorflow as tf
+
+    if n_cpu_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n_cpu_devices)
+
+
+def make_strategy(name: str):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
+            d.name for d in tf.config.list_logical_devices("CPU")
+        ]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
+
+
+def feature_stats(maker: SequenceMaker, slots: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    x, _, _ = maker.epoch(slots, np.random.default_rng([seed, 999_999]), augment=True)
+    flat = x.reshape(-1, x.shape[-1])
+    return flat.mean(axis=0), flat.var(axis=0) + 1e-6
+
+
+class Progress:
+    """What a resumed run needs beyond Keras's backup: epochs done and the best score."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.state = json.loads(path.read_text()) if path.exists() else {"epochs_done": 0, "best": None, "history": []}
+
+    def record(self, epoch: int, logs: dict) -> None:
+        entry = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
+        self.state["history"] = [h for h in self.state["history"] if h["epoch"] <= epoch] + [entry]
+        self.state["epochs_done"] = epoch + 1
+        score = entry["val_clip_accuracy"]
+        if self.state["best"] is None or score > self.state["best"]["val_clip_accuracy"]:
+            self.state["best"] = entry
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=1))
+        os.replace(tmp, self.path)
+
+
+def build_callbacks(work: Path, progress: Progress, val_features, val_labels, patience: int, verbose: bool):
+    import keras
+
+    from kws.recognizer import clip_posteriors
+
+    class ClipValidation(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            posteriors = clip_posteriors(self.model, val_features)
+            logs["val_clip_accuracy"] = float(np.mean(posteriors.argmax(axis=1) == val_labels))
+            progress.record(epoch, logs)
+            best = progress.state["best"]
+            if best["epoch"] == epoch + 1:
+                self.model.save_weights(work / "best.weights.h5")
+            if verbose:
+                print(f"  val clip accuracy {logs['val_clip_accuracy']:.4f} (best {best['val_clip_accuracy']:.4f} at epoch {best['epoch']})")
+            if epoch + 1 - best["epoch"] >= patience:
+                print(f"early stop: no improvement for {patience} epochs")
+                self.model.stop_training = True
+
+    return [ClipValidation(), keras.callbacks.BackupAndRestore(str(work / "backup"))]
+
+
+def make_dataset(maker: SequenceMaker, train_labels, label_names, batch_size: int, seed: int, first_epoch: int):
+    import keras
+
+    class EpochSequences(keras.utils.PyDataset):
+        """Fresh augmentation every epoch, seeded by (seed, epoch) so runs repeat."""
+
+        def __init__(self):
+            super().__init__()
+            self.epoch = first_epoch
+            self._make()
+            self.n_batches = max(1, len(self.x) // batch_size)
+
+        def _make(self):
+            rng = np.random.default_rng([seed, self.epoch])
+            slots = balanced_indices(train_labels, label_names, rng)
+            self.x, self.y, self.w = maker.epoch(slots, rng, augment=True)
+
+        def __len__(self):
+            return self.n_batches
+
+        def __getitem__(self, i):
+            batch = np.arange(i * batch_size, (i + 1) * batch_size) % len(self.x)
+            return self.x[batch], self.y[batch], self.w[batch]
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self._make()
+
+    return EpochSequences()
+
+
+def stream_figures(model, labels, clips, noise, minutes: float, seed: int, mfcc: Mfcc) -> dict:
+    """Run the model over a long validation stream, never resetting its state."""
+    from kws.detector import Detector
+    from kws.recognizer import sequence_posteriors
+    from kws.scoring import score_stream
+    from training.make_stream import build_stream
+
+    audio, truth = build_stream(clips, labels, noise, minutes * 60, np.random.default_rng(seed))
+    posteriors = sequence_posteriors(model, mfcc(audio))
+    config = DetectorConfig()
+    detections = Detector(labels, config).run(posteriors)
+    score = score_stream(detections, truth, len(audio) / mfcc.config.sample_rate)
+    return {"stream_minutes": minutes, "detector": config.to_dict(), **score.to_dict()}
+
+
+def train(args: argparse.Namespace) -> dict:
+    configure_devices(args.cpu_devices)
+    import keras
+
+    from kws.bundle import Bundle, save_bundle
+    from kws.models import build_model
+    from kws.recognizer import clip_posteriors
+
+    keras.utils.set_random_seed(args.seed)
+    started = time.time()
+    words = None if args.words == "all" else tuple(w for w in args.words.split(",") if w)
+    dataset = scan(args.data, words, args.val_percent, args.test_percent)
+    train_list = dataset.clips("training")
+    if args.max_clips:
+        train_list = [train_list[i] for i in np.random.default_rng(args.seed).permutation(len(train_list))[: args.max_clips]]
+    train_clips = load_clips(train_list, dataset.labels)
+    val_clips = load_clips(dataset.clips("validation"), dataset.labels)
+    if not len(val_clips.labels):
+        raise DataError(f"{args.data}: the validation split is empty (raise --val-percent)")
+    mfcc = Mfcc(MfccConfig())
+    augment = AugmentConfig(seq_seconds=args.seq_seconds)
+    maker = SequenceMaker(train_clips, load_noise(dataset.noise_files, "training"), dataset.labels, mfcc, augment)
+    stats_slots = balanced_indices(train_clips.labels, dataset.labels, np.random.default_rng(args.seed))
+    mean, variance = feature_stats(maker, stats_slots, args.seed)
+    maker.feature_fill = mean.astype(np.float32)
+
+    work = Path(str(args.out).rstrip("/") + ".work")
+    work.mkdir(parents=True, exist_ok=True)
+    progress = Progress(work / "progress.json")
+    if progress.state["epochs_done"]:
+        print(f"resuming from {work} after epoch {progress.state['epochs_done']}")
+    data = make_dataset(maker, train_clips.labels, dataset.labels, args.batch_size, args.seed, progress.state["epochs_done"])
+
+    strategy = make_strategy(args.strategy)
+    with strategy.scope():
+        model = build_model(args.arch, mfcc.config.n_mfcc, len(dataset.labels), args.units, args.layers,
+                            args.dropout, mean, variance)
+        schedule = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=args.epochs * len(data), alpha=0.02)
+        model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss="sparse_categorical_crossentropy")
+    val_features = [mfcc(a) for a in val_clips.audio]
+    callbacks = build_callbacks(work, progress, val_features, val_clips.labels, args.patience, not args.quiet)
+    fit_started = time.time()
+    model.fit(data, epochs=args.epochs, callbacks=callbacks, verbose=0 if args.quiet else 1)
+    fit_seconds = time.time() - fit_started
+
+    model.load_weights(work / "best.weights.h5")
+    accuracy = float(np.mean(clip_posteriors(model, val_features).argmax(axis=1) == val_clips.labels))
+    stream = stream_figures(model, dataset.labels, val_clips, load_noise(dataset.noise_files, "validation"),
+                            args.stream_minutes, args.seed, mfcc)
+    best = progress.state["best"]
+    metadata = {
+        "command": "kws-train " + shlex.join(sys.argv[1:] if args.argv is None else args.argv),
+        "data": str(Path(args.data).resolve()),
+        "words": list(dataset.labels),
+        "train_clips": len(train_clips.labels),
+        "val_clips": len(val_clips.labels),
+        "val_percent": args.val_percent,
+        "test_percent": args.test_percent,
+        "epochs_run": progress.state["epochs_done"],
+        "best_epoch": best["epoch"],
+        "val_clip_accuracy": accuracy,
+        "stream": stream,
+        "seed": args.seed,
+        "augment": augment.to_dict(),
+        "hyperparameters": {k: getattr(args, k) for k in ("units", "layers", "dropout", "batch_size", "lr", "epochs", "patience")},
+        "fit_seconds": round(fit_seconds, 1),
+        "seconds_per_epoch": round(fit_seconds / max(1, progress.state["epochs_done"]), 2),
+        "wall_seconds": round(time.time() - started, 1),
+        "history": progress.state["history"],
+        "machine": machine_description(),
+    }
+    inference = build_model(args.arch, mfcc.config.n_mfcc, len(dataset.labels), args.units, args.layers, 0.0, mean, variance)
+    inference.set_weights(model.get_weights())
+    save_bundle(Bundle(inference, dataset.labels, mfcc.config, args.arch, args.units, args.layers, metadata=metadata), args.out)
+    shutil.rmtree(work)
+    return metadata
+
+
+def machine_description() -> str:
+    import platform
+
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.argv = argv
+    try:
+        metadata = train(args)
+    except (DataError, AudioError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: run the same command again to resume from {args.out.rstrip('/')}.work", file=sys.stderr)
+        return 130
+    stream = metadata["stream"]
+    print(
+        f"wrote {args.out}: val clip accuracy {metadata['val_clip_accuracy']:.4f} "
+        f"(best epoch {metadata['best_epoch']} of {metadata['epochs_run']}); "
+        f"stream hits {stream['hits']}/{stream['commands']}, false alarms/h {stream['false_alarms_per_hour']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
