@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import shutil
 import sys
 import tarfile
@@ -94,10 +95,14 @@ def fetch(archive: Archive, dest: Path, show_progress: bool = True, timeout: flo
                     for block in iter(lambda: response.read(BLOCK), b""):
                         out.write(block)
                         progress.advance(task, len(block))
-                except (OSError, urllib.error.URLError) as error:
+                except (OSError, http.client.HTTPException) as error:
                     raise DownloadError(
                         f"{archive.url}: connection lost after {out.tell()} bytes ({error}); run again to resume"
                     ) from None
+                if length and out.tell() < total:
+                    raise DownloadError(
+                        f"{archive.url}: connection lost after {out.tell()} of {total} bytes; run again to resume"
+                    )
     actual = sha256_of(part)
     if actual != archive.sha256:
         part.unlink()

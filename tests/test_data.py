@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+
+from kws.frontend import Mfcc
+from training.data import (
+    COMMANDS,
+    SILENCE,
+    UNKNOWN,
+    DataError,
+    balanced_indices,
+    load_clips,
+    load_noise,
+    scan,
+    speaker_of,
+    which_set,
+    word_span,
+)
+from training.sequences import AugmentConfig, SequenceMaker, Word, frame_targets
+
+
+def test_which_set_keeps_a_speaker_together_and_is_stable():
+    names = [f"{s}_nohash_{i}.wav" for s in ("0a7c2a8d", "ffd2ba2f", "1b4c9b89", "c9b653a0") for i in range(5)]
+    for name in names:
+        same_speaker = [n for n in names if n.split("_")[0] == name.split("_")[0]]
+        assert {which_set(n, 15, 10) for n in same_speaker} == {which_set(name, 15, 10)}
+    # The rule is TensorFlow's: known values from its input_data.which_set.
+    assert which_set("yes/0a7c2a8d_nohash_0.wav", 10, 10) == which_set("no/0a7c2a8d_nohash_3.wav", 10, 10)
+    counts = {"training": 0, "validation": 0, "testing": 0}
+    for i in range(3000):
+        counts[which_set(f"{i:08x}_nohash_0.wav", 10, 10)] += 1
+    assert 200 < counts["validation"] < 400 and 200 < counts["testing"] < 400
+
+
+def test_scan_finds_classes_splits_and_noise(tiny_dataset):
+    data = scan(tiny_dataset, ("yes", "no", "up"), validation_percentage=30, testing_percentage=0)
+    assert data.labels == [SILENCE, UNKNOWN, "yes", "no", "up"]
+    train, val = data.clips("training"), data.clips("validation")
+    assert train and val
+    assert {speaker_of(c.path) for c in train}.isdisjoint({speaker_of(c.path) for c in val})
+    assert {c.label for c in train} == set(data.labels)
+    assert {c.word for c in train if c.label == UNKNOWN} <= {"cat", "dog"}
+    assert len(data.noise_files) == 2
+
+
+def test_scan_uses_list_files_when_present(tiny_dataset, tmp_path):
+    import shutil
+
+    root = tmp_path / "listed"
+    shutil.copytree(tiny_dataset, root)
+    first_yes = sorted((root / "yes").iterdir())[0].name
+    (root / "validation_list.txt").write_text(f"yes/{first_yes}\n")
+    (root / "testing_list.txt").write_text("")
+    data = scan(root, ("yes", "no", "up"))
+    assert [c.path.name for c in data.clips("validation")] == [first_yes]
+
+
+def test_any_word_list_and_all_words(tiny_dataset):
+    data = scan(tiny_dataset, None, 30, 0)
+    assert data.labels == [SILENCE, "cat", "dog", "no", "up", "yes"]  # no unknown class left
+    with pytest.raises(DataError, match="no folder for word"):
+        scan(tiny_dataset, ("yes", "zebra"))
+    with pytest.raises(DataError, match="no such data folder"):
+        scan(tiny_dataset / "missing")
+
+
+def test_word_span_finds_the_loud_part():
+    audio = np.full(16000, 1e-4, np.float32)
+    audio[4000:9000] = 0.3
+    start, end = word_span(audio)
+    assert abs(start - 4000) <= 160 and abs(end - 9000) <= 160
+
+
+def test_balanced_indices_match_command_counts():
+    labels_names = [SILENCE, UNKNOWN, "yes", "no"]
+    labels = np.array([2] * 50 + [3] * 30 + [1] * 200 + [0] * 5)
+    chosen = balanced_indices(labels, labels_names, np.random.default_rng(0))
+    picked = labels[chosen]
+    assert np.sum(picked == 2) == 50 and np.sum(picked == 3) == 30
+    assert np.sum(picked == 1) == 40 and np.sum(picked == 0) == 40
+
+
+def test_frame_targets_mask_the_word_and_hold_the_label():
+    # word from 0.2 s to 0.5 s, hold 0.3 s; frames end at i*160+480
+    targets, weights = frame_targets([Word(3, 3200, 8000)], 120, silence=0, hop=160, window=480, hold=4800)
+    frame_end = np.arange(120) * 160 + 480
+    assert np.all(targets[frame_end < 8000] == 0)
+    assert np.all(weights[(frame_end > 3200) & (frame_end < 8000)] == 0)
+    held = (frame_end >= 8000) & (frame_end < 12800)
+    assert np.all(targets[held] == 3) and np.all(weights[held] == 1)
+    assert np.all(targets[frame_end >= 12800] == 0) and np.all(weights[frame_end >= 12800] == 1)
+
+
+def test_sequences_have_targets_for_the_words_placed(tiny_dataset):
+    data = scan(tiny_dataset, ("yes", "no", "up"), 30, 0)
+    clips = load_clips(data.clips("training"), data.labels)
+    maker = SequenceMaker(clips, load_noise(data.noise_files, "training"), data.labels, Mfcc(),
+                          AugmentConfig(seq_seconds=3.0), feature_fill=np.zeros(40, np.float32))
+    rng = np.random.default_rng(0)
+    x, y, w = maker.epoch(balanced_indices(clips.labels, data.labels, rng), rng)
+    assert x.shape[1:] == (298, 40) and y.shape == w.shape == x.shape[:2]
+    assert np.isfinite(x).all()
+    word_classes = set(np.unique(y)) - {0}
+    assert word_classes == set(range(1, len(data.labels)))  # every word class appears as a target
+    assert 0 < np.mean(w == 0) < 0.5  # some frames are masked (words being spoken), most are not
+
+
+def test_noise_is_split_in_time(tiny_dataset):
+    data = scan(tiny_dataset, ("yes",), 30, 0)
+    train, val = load_noise(data.noise_files, "training"), load_noise(data.noise_files, "validation")
+    for t, v in zip(train, val):
+        assert abs(len(t) / (len(t) + len(v)) - 0.85) < 0.01
+        assert abs(np.sqrt(np.mean(t**2)) - 1) < 1e-3
+
+
+def test_default_words_are_the_ten_commands():
+    assert COMMANDS == ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")

@@ -1,0 +1,138 @@
+"""The downloader against a real HTTP server on localhost serving an archive built here."""
+
+import hashlib
+import random
+import io
+import tarfile
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.conftest import run_cli
+from training.download import Archive, DownloadError, download, fetch
+
+
+class RangeHandler(SimpleHTTPRequestHandler):
+    """Serves files with HTTP Range support; can cut the connection after N bytes."""
+
+    cut_after: int | None = None
+    requests: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        path = self.translate_path(self.path)
+        try:
+            data = open(path, "rb").read()
+        except FileNotFoundError:
+            self.send_error(404, "Not Found")
+            return
+        start = 0
+        header = self.headers.get("Range")
+        type(self).requests.append(header)
+        if header:
+            start = int(header.split("=")[1].split("-")[0])
+            if start >= len(data):
+                self.send_response(416)
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        limit = type(self).cut_after
+        if limit is not None:
+            type(self).cut_after = None
+            self.wfile.write(body[:limit])
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture()
+def server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    archive = root / "speech_commands_mini.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, payload in {"yes/a_nohash_0.wav": b"RIFF" + random.randbytes(50_000), "no/b_nohash_0.wav": random.randbytes(70_000)}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+        info = tarfile.TarInfo("README.md")
+        readme = b"mini\n" * 1000
+        info.size = len(readme)
+        tar.addfile(info, io.BytesIO(readme))
+    handler = type("Handler", (RangeHandler,), {"cut_after": None, "requests": []})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/{archive.name}"
+    yield url, hashlib.sha256(archive.read_bytes()).hexdigest(), handler, archive
+    httpd.shutdown()
+
+
+def test_download_verify_and_extract(server, tmp_path):
+    url, sha, _, _ = server
+    out = tmp_path / "data"
+    done = download(out, ["train"], {"train": Archive(url, sha)}, show_progress=False)
+    assert (done["train"] / "yes" / "a_nohash_0.wav").stat().st_size == 50_004
+    assert (done["train"] / "no" / "b_nohash_0.wav").exists()
+    assert not list(out.glob("*.tar.gz*"))  # archive removed after extraction
+
+
+def test_resume_after_interruption(server, tmp_path):
+    url, sha, handler, archive = server
+    handler.cut_after = 30_000
+    dest = tmp_path / "a.tar.gz"
+    with pytest.raises(DownloadError, match="connection lost"):
+        fetch(Archive(url, sha), dest, show_progress=False, timeout=5)
+    part = tmp_path / "a.tar.gz.part"
+    assert part.stat().st_size == 30_000 < archive.stat().st_size
+    fetch(Archive(url, sha), dest, show_progress=False)
+    assert handler.requests == [None, "bytes=30000-"]
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == sha
+
+
+def test_resume_from_partial_file_uses_range(server, tmp_path):
+    url, sha, handler, archive = server
+    dest = tmp_path / "b.tar.gz"
+    (tmp_path / "b.tar.gz.part").write_bytes(archive.read_bytes()[:1234])
+    fetch(Archive(url, sha), dest, show_progress=False)
+    assert handler.requests == ["bytes=1234-"]
+    assert dest.read_bytes() == archive.read_bytes()
+
+
+def test_checksum_mismatch_is_an_error_and_removes_the_file(server, tmp_path):
+    url, _, _, _ = server
+    dest = tmp_path / "c.tar.gz"
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        fetch(Archive(url, "0" * 64), dest, show_progress=False)
+    assert not dest.exists() and not (tmp_path / "c.tar.gz.part").exists()
+
+
+def test_cli_download_with_progress_and_errors(server, tmp_path):
+    url, sha, _, _ = server
+    out = tmp_path / "cli"
+    ok = run_cli("training.download", "--out", str(out), "--which", "train", "--url", url, "--sha256", sha)
+    assert ok.returncode == 0, ok.stderr
+    assert (out / "train" / "README.md").exists()
+    bad = run_cli("training.download", "--out", str(tmp_path / "x"), "--which", "test",
+                  "--url", url.replace(".tar.gz", "-missing.tar.gz"), "--sha256", sha)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.startswith("error: ") and "404" in bad.stderr
+
+
+def test_published_archives_are_listed_with_checksums():
+    from training.download import ARCHIVES
+
+    assert ARCHIVES["train"].url.endswith("speech_commands_v0.02.tar.gz")
+    assert ARCHIVES["test"].url.endswith("speech_commands_test_set_v0.02.tar.gz")
+    assert all(len(a.sha256) == 64 for a in ARCHIVES.values())
