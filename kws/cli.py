@@ -21,7 +21,7 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kws", description="Streaming speech-command recognition.")
+    parser = argparse.ArgumentParser(prog="kws", description="Streaming speech-command recognition.", allow_abbrev=False)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     classify = verbs.add_parser("classify", help="top label and score of each audio clip")
     classify.add_argument("files", nargs="+", metavar="FILE")

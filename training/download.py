@@ -165,7 +165,7 @@ def download(out: Path, which: list[str], archives: dict[str, Archive] = ARCHIVE
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.download", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.download", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--out", required=True, help="folder to download into")
     parser.add_argument("--which", default="train,test", help="comma-separated: train, test")
     parser.add_argument("--url", help="download this archive instead (a mirror); needs --sha256")

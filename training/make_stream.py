@@ -69,7 +69,7 @@ def build_stream(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.make_stream", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.make_stream", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--data", required=True, help="Speech Commands folder")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)

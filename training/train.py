@@ -30,7 +30,7 @@ from training.sequences import AugmentConfig, SequenceMaker
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="kws-train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="kws-train", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--data", required=True, help="Speech Commands folder (or your own words, one folder each)")
     parser.add_argument("--out", required=True, help="bundle folder to write")
     parser.add_argument("--arch", choices=("gru", "lstm"), default="gru")
@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stream-minutes", type=float, default=15.0, help="length of the validation stream")
     parser.add_argument("--strategy", choices=("default", "mirrored"), default="default")
     parser.add_argument("--cpu-devices", type=int, default=0, help="split the CPU into N logical devices")
+    parser.add_argument("--repeat", type=int, default=1, help="passes over the training clips per epoch (small data sets)")
     parser.add_argument("--max-clips", type=int, default=0, help="use at most N training clips (quick runs)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
@@ -98,19 +99,22 @@ class Progress:
         os.replace(tmp, self.path)
 
 
-def build_callbacks(work: Path, progress: Progress, val_features, val_labels, patience: int, verbose: bool):
+def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val_labels, patience: int, verbose: bool):
+    """`evaluator`: the same network built outside any distribution strategy; the trained
+    weights are copied into it each epoch, so validation never depends on the strategy."""
     import keras
 
     from kws.recognizer import clip_posteriors
 
     class ClipValidation(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            posteriors = clip_posteriors(self.model, val_features)
+            evaluator.set_weights(self.model.get_weights())
+            posteriors = clip_posteriors(evaluator, val_features)
             logs["val_clip_accuracy"] = float(np.mean(posteriors.argmax(axis=1) == val_labels))
             progress.record(epoch, logs)
             best = progress.state["best"]
             if best["epoch"] == epoch + 1:
-                self.model.save_weights(work / "best.weights.h5")
+                evaluator.save_weights(work / "best.weights.h5")
             if verbose:
                 print(f"  val clip accuracy {logs['val_clip_accuracy']:.4f} (best {best['val_clip_accuracy']:.4f} at epoch {best['epoch']})")
             if epoch + 1 - best["epoch"] >= patience:
@@ -120,7 +124,8 @@ def build_callbacks(work: Path, progress: Progress, val_features, val_labels, pa
     return [ClipValidation(), keras.callbacks.BackupAndRestore(str(work / "backup"))]
 
 
-def make_dataset(maker: SequenceMaker, train_labels, label_names, batch_size: int, seed: int, first_epoch: int):
+def make_dataset(maker: SequenceMaker, train_labels, label_names, batch_size: int, seed: int, first_epoch: int,
+                 repeat: int = 1):
     import keras
 
     class EpochSequences(keras.utils.PyDataset):
@@ -134,7 +139,7 @@ def make_dataset(maker: SequenceMaker, train_labels, label_names, batch_size: in
 
         def _make(self):
             rng = np.random.default_rng([seed, self.epoch])
-            slots = balanced_indices(train_labels, label_names, rng)
+            slots = np.concatenate([balanced_indices(train_labels, label_names, rng) for _ in range(repeat)])
             self.x, self.y, self.w = maker.epoch(slots, rng, augment=True)
 
         def __len__(self):
@@ -197,7 +202,8 @@ def train(args: argparse.Namespace) -> dict:
     progress = Progress(work / "progress.json")
     if progress.state["epochs_done"]:
         print(f"resuming from {work} after epoch {progress.state['epochs_done']}")
-    data = make_dataset(maker, train_clips.labels, dataset.labels, args.batch_size, args.seed, progress.state["epochs_done"])
+    data = make_dataset(maker, train_clips.labels, dataset.labels, args.batch_size, args.seed, progress.state["epochs_done"],
+                        args.repeat)
 
     strategy = make_strategy(args.strategy)
     with strategy.scope():
@@ -205,15 +211,16 @@ def train(args: argparse.Namespace) -> dict:
                             args.dropout, mean, variance)
         schedule = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=args.epochs * len(data), alpha=0.02)
         model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss="sparse_categorical_crossentropy")
+    inference = build_model(args.arch, mfcc.config.n_mfcc, len(dataset.labels), args.units, args.layers, 0.0, mean, variance)
     val_features = [mfcc(a) for a in val_clips.audio]
-    callbacks = build_callbacks(work, progress, val_features, val_clips.labels, args.patience, not args.quiet)
+    callbacks = build_callbacks(work, progress, inference, val_features, val_clips.labels, args.patience, not args.quiet)
     fit_started = time.time()
     model.fit(data, epochs=args.epochs, callbacks=callbacks, verbose=0 if args.quiet else 1)
     fit_seconds = time.time() - fit_started
 
-    model.load_weights(work / "best.weights.h5")
-    accuracy = float(np.mean(clip_posteriors(model, val_features).argmax(axis=1) == val_clips.labels))
-    stream = stream_figures(model, dataset.labels, val_clips, load_noise(dataset.noise_files, "validation"),
+    inference.load_weights(work / "best.weights.h5")
+    accuracy = float(np.mean(clip_posteriors(inference, val_features).argmax(axis=1) == val_clips.labels))
+    stream = stream_figures(inference, dataset.labels, val_clips, load_noise(dataset.noise_files, "validation"),
                             args.stream_minutes, args.seed, mfcc)
     best = progress.state["best"]
     metadata = {
@@ -229,16 +236,16 @@ def train(args: argparse.Namespace) -> dict:
         "val_clip_accuracy": accuracy,
         "stream": stream,
         "seed": args.seed,
+        "strategy": args.strategy,
+        "replicas": int(strategy.num_replicas_in_sync),
         "augment": augment.to_dict(),
-        "hyperparameters": {k: getattr(args, k) for k in ("units", "layers", "dropout", "batch_size", "lr", "epochs", "patience")},
+        "hyperparameters": {k: getattr(args, k) for k in ("units", "layers", "dropout", "batch_size", "lr", "epochs", "patience", "repeat")},
         "fit_seconds": round(fit_seconds, 1),
         "seconds_per_epoch": round(fit_seconds / max(1, progress.state["epochs_done"]), 2),
         "wall_seconds": round(time.time() - started, 1),
         "history": progress.state["history"],
         "machine": machine_description(),
     }
-    inference = build_model(args.arch, mfcc.config.n_mfcc, len(dataset.labels), args.units, args.layers, 0.0, mean, variance)
-    inference.set_weights(model.get_weights())
     save_bundle(Bundle(inference, dataset.labels, mfcc.config, args.arch, args.units, args.layers, metadata=metadata), args.out)
     shutil.rmtree(work)
     return metadata

@@ -1,0 +1,104 @@
+"""Training end to end on espeak-ng speech: accuracy on unseen voices, resume, tf.distribute."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from kws.bundle import load_bundle
+from kws.frontend import Mfcc
+from kws.recognizer import clip_posteriors
+from tests.conftest import ROOT, run_cli
+from training.data import load_clips, scan
+
+SMALL = ["--words", "yes,no,up", "--units", "32", "--layers", "1", "--val-percent", "30", "--test-percent", "0",
+         "--seq-seconds", "3", "--stream-minutes", "0.5", "--quiet", "--batch-size", "8", "--repeat", "6"]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "bundle"
+    result = run_cli("training.train", "--data", str(tiny_dataset), "--out", str(out), "--epochs", "15",
+                     "--lr", "5e-3", "--seed", "1", *SMALL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out, result
+
+
+def test_training_writes_a_complete_bundle(trained, tiny_dataset):
+    out, result = trained
+    bundle = load_bundle(out)
+    meta = bundle.metadata
+    assert bundle.labels == ["silence", "unknown", "yes", "no", "up"]
+    for key in ("command", "data", "epochs_run", "val_clip_accuracy", "stream", "history", "seed", "wall_seconds"):
+        assert key in meta
+    assert meta["command"].startswith("kws-train --data")
+    assert {"hits", "misses", "false_alarms_per_hour"} <= set(meta["stream"])
+    assert not out.with_name(out.name + ".work").exists()  # work folder removed after success
+    assert "wrote" in result.stdout
+
+
+def test_trained_model_recognises_unseen_voices(trained, tiny_dataset):
+    """Accuracy on validation speakers, recomputed here independently of the training script."""
+    out, _ = trained
+    bundle = load_bundle(out)
+    data = scan(tiny_dataset, ("yes", "no", "up"), 30, 0)
+    train_paths = {c.path for c in data.clips("training")}
+    val = [c for c in data.clips("validation") if c.label in ("yes", "no", "up")]
+    assert val and not train_paths & {c.path for c in val}
+    clips = load_clips(val, bundle.labels)
+    mfcc = Mfcc(bundle.frontend)
+    predicted = clip_posteriors(bundle.model, [mfcc(a) for a in clips.audio]).argmax(axis=1)
+    accuracy = float(np.mean(predicted == clips.labels))
+    assert accuracy >= 0.6, f"accuracy {accuracy:.2f} on unseen voices (chance is 0.2)"
+
+
+def test_interrupted_training_resumes(tiny_dataset, tmp_path):
+    out = tmp_path / "resumed"
+    args = [sys.executable, "-m", "training.train", "--data", str(tiny_dataset), "--out", str(out),
+            "--epochs", "4", *SMALL]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    progress = out.with_name("resumed.work") / "progress.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if progress.exists() and json.loads(progress.read_text())["epochs_done"] >= 2:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "training finished before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "run the same command again to resume" in stderr
+    assert "Traceback" not in stderr and not out.exists()
+    done_before = json.loads(progress.read_text())["epochs_done"]
+    assert done_before >= 2
+
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming from {out}.work after epoch {done_before}" in again.stdout
+    meta = load_bundle(out).metadata
+    assert meta["epochs_run"] == 4
+    assert [h["epoch"] for h in meta["history"]] == [1, 2, 3, 4]
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tiny_dataset, tmp_path):
+    out = tmp_path / "mirrored"
+    result = run_cli("training.train", "--data", str(tiny_dataset), "--out", str(out), "--epochs", "2",
+                     "--strategy", "mirrored", "--cpu-devices", "2", *SMALL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert load_bundle(out).metadata["replicas"] == 2
+
+
+def test_bad_data_folder_is_one_line_error(tmp_path):
+    result = run_cli("training.train", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: {tmp_path / 'none'}: no such data folder"
+
+
+def test_mistyped_flag_is_refused(tmp_path):
+    result = run_cli("training.train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--epoch", "3")
+    assert result.returncode == 2 and "unrecognized arguments: --epoch 3" in result.stderr
