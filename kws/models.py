@@ -52,8 +52,11 @@ def stateful_copy(model: keras.Model, arch: str, units: int, layers: int) -> ker
     """The same trained network as a batch-1 stateful model (Keras keeps the state)."""
     n_features = model.input_shape[-1]
     n_classes = model.output_shape[-1]
+    norm = model.get_layer("normalize")
+    mean = np.asarray(norm.mean).reshape(-1)
+    variance = np.asarray(norm.variance).reshape(-1)
     twin = build_model(arch, n_features, n_classes, units, layers, dropout=0.0, batch_size=1, stateful=True,
-                       mean=np.zeros(n_features), variance=np.ones(n_features))
+                       mean=mean, variance=variance)
     by_name = {layer.name: layer for layer in model.layers}
     for layer in twin.layers:
         if layer.weights and layer.name in by_name:

@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from kws.audio import AudioError
+from kws.bundle import BundleError
 from kws.detector import DetectorConfig
+from kws.engine import normalization_stats
 from kws.frontend import Mfcc, MfccConfig
 from training.data import COMMANDS, DataError, balanced_indices, load_clips, load_noise, scan
 from training.sequences import AugmentConfig, SequenceMaker
@@ -49,6 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stream-minutes", type=float, default=15.0, help="length of the validation stream")
     parser.add_argument("--strategy", choices=("default", "mirrored"), default="default")
     parser.add_argument("--cpu-devices", type=int, default=0, help="split the CPU into N logical devices")
+    parser.add_argument("--init", help="start from this bundle's weights and feature statistics (fine-tuning)")
     parser.add_argument("--repeat", type=int, default=1, help="passes over the training clips per epoch (small data sets)")
     parser.add_argument("--max-clips", type=int, default=0, help="use at most N training clips (quick runs)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -171,6 +174,18 @@ def stream_figures(model, labels, clips, noise, minutes: float, seed: int, mfcc:
     return {"stream_minutes": minutes, "detector": config.to_dict(), **score.to_dict()}
 
 
+def load_initial(args: argparse.Namespace, labels: list[str]):
+    from kws.bundle import load_bundle
+
+    initial = load_bundle(args.init)
+    wanted = (args.arch, args.units, args.layers, labels)
+    found = (initial.arch, initial.units, initial.layers, initial.labels)
+    if wanted != found:
+        raise DataError(f"{args.init}: cannot start from this bundle: it is {found[:3]} with labels {found[3]}, "
+                        f"this run is {wanted[:3]} with labels {wanted[3]}")
+    return initial
+
+
 def train(args: argparse.Namespace) -> dict:
     configure_devices(args.cpu_devices)
     import keras
@@ -193,8 +208,12 @@ def train(args: argparse.Namespace) -> dict:
     mfcc = Mfcc(MfccConfig())
     augment = AugmentConfig(seq_seconds=args.seq_seconds)
     maker = SequenceMaker(train_clips, load_noise(dataset.noise_files, "training"), dataset.labels, mfcc, augment)
-    stats_slots = balanced_indices(train_clips.labels, dataset.labels, np.random.default_rng(args.seed))
-    mean, variance = feature_stats(maker, stats_slots, args.seed)
+    initial = load_initial(args, dataset.labels) if args.init else None
+    if initial is not None:
+        mean, variance = normalization_stats(initial.model)
+    else:
+        stats_slots = balanced_indices(train_clips.labels, dataset.labels, np.random.default_rng(args.seed))
+        mean, variance = feature_stats(maker, stats_slots, args.seed)
     maker.feature_fill = mean.astype(np.float32)
 
     work = Path(str(args.out).rstrip("/") + ".work")
@@ -209,6 +228,8 @@ def train(args: argparse.Namespace) -> dict:
     with strategy.scope():
         model = build_model(args.arch, mfcc.config.n_mfcc, len(dataset.labels), args.units, args.layers,
                             args.dropout, mean, variance)
+        if initial is not None and not progress.state["epochs_done"]:
+            model.set_weights(initial.model.get_weights())
         schedule = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=args.epochs * len(data), alpha=0.02)
         model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss="sparse_categorical_crossentropy")
     inference = build_model(args.arch, mfcc.config.n_mfcc, len(dataset.labels), args.units, args.layers, 0.0, mean, variance)
@@ -236,6 +257,8 @@ def train(args: argparse.Namespace) -> dict:
         "val_clip_accuracy": accuracy,
         "stream": stream,
         "seed": args.seed,
+        "init_from": None if initial is None else {"path": str(args.init), **{k: initial.metadata.get(k) for k in (
+            "command", "epochs_run", "best_epoch", "val_clip_accuracy", "fit_seconds", "augment", "history")}},
         "strategy": args.strategy,
         "replicas": int(strategy.num_replicas_in_sync),
         "augment": augment.to_dict(),
@@ -262,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     try:
         metadata = train(args)
-    except (DataError, AudioError) as error:
+    except (DataError, AudioError, BundleError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from kws.detector import Detection, Detector, DetectorConfig
+from kws.scoring import TruthWord, read_truth, score_stream, write_truth
+
+LABELS = ["silence", "unknown", "yes", "no"]
+
+
+def posteriors(spans: dict, n: int = 300) -> np.ndarray:
+    """Frames of silence, with label -> [(start_frame, end_frame, score)] bumps."""
+    p = np.zeros((n, len(LABELS)))
+    p[:, 0] = 1.0
+    for label, bumps in spans.items():
+        for start, end, score in bumps:
+            p[start:end, :] = (1 - score) / (len(LABELS) - 1)
+            p[start:end, LABELS.index(label)] = score
+    return p
+
+
+def test_one_word_fires_once():
+    detector = Detector(LABELS, DetectorConfig(average_window_ms=50, threshold=0.6, min_above_ms=30, suppression_ms=500))
+    found = detector.run(posteriors({"yes": [(100, 160, 0.9)]}))
+    assert [d.label for d in found] == ["yes"]
+    assert 100 * 10 + 30 < found[0].time_ms < 160 * 10 + 30
+
+
+def test_silence_and_unknown_never_fire():
+    detector = Detector(LABELS, DetectorConfig(threshold=0.5))
+    assert detector.run(posteriors({"unknown": [(10, 200, 0.99)]})) == []
+
+
+def test_below_threshold_does_not_fire():
+    assert Detector(LABELS, DetectorConfig(threshold=0.95)).run(posteriors({"yes": [(100, 200, 0.9)]})) == []
+
+
+def test_brief_blip_is_ignored_by_min_time_above():
+    config = DetectorConfig(average_window_ms=10, threshold=0.5, min_above_ms=100)
+    assert Detector(LABELS, config).run(posteriors({"yes": [(100, 105, 0.99)]})) == []
+    assert len(Detector(LABELS, config).run(posteriors({"yes": [(100, 120, 0.99)]}))) == 1
+
+
+def test_suppression_and_rearming():
+    config = DetectorConfig(average_window_ms=10, threshold=0.5, min_above_ms=10, suppression_ms=1000)
+    # two words 500 ms apart: the second is inside the suppression time
+    assert len(Detector(LABELS, config).run(posteriors({"yes": [(50, 80, 0.9)], "no": [(100, 130, 0.9)]}))) == 1
+    # two words 1.5 s apart: both fire
+    both = Detector(LABELS, config).run(posteriors({"yes": [(50, 80, 0.9)], "no": [(200, 230, 0.9)]}))
+    assert [d.label for d in both] == ["yes", "no"]
+    # one long word held above threshold for 3 s fires once (must drop before re-arming)
+    assert len(Detector(LABELS, config).run(posteriors({"yes": [(10, 310, 0.9)]}, n=320))) == 1
+
+
+def test_reset_does_not_refire_a_word_still_heard():
+    config = DetectorConfig(average_window_ms=10, threshold=0.5, min_above_ms=10, suppression_ms=100)
+    detector = Detector(LABELS, config)
+    p = posteriors({"yes": [(10, 200, 0.9)]})
+    assert len(detector.run(p[:50])) == 1
+    detector.reset()
+    assert detector.run(p[50:200], first_frame=50) == []
+    # once the word has ended, the next one fires again
+    assert len(detector.run(posteriors({"yes": [(20, 60, 0.9)]}, n=80), first_frame=300)) == 1
+
+
+@pytest.mark.parametrize("bad", [dict(threshold=0), dict(threshold=1.5), dict(frame_ms=0), dict(suppression_ms=-1)])
+def test_bad_settings_raise(bad):
+    with pytest.raises(ValueError):
+        DetectorConfig(**bad)
+
+
+def test_wrong_shape_raises():
+    with pytest.raises(ValueError, match="expected"):
+        Detector(LABELS).update(np.ones(3), 0.0)
+
+
+def test_stream_scoring():
+    truth = [TruthWord("yes", 1000), TruthWord("no", 3000), TruthWord("unknown", 5000), TruthWord("yes", 7000)]
+    detections = [
+        Detection("yes", 0.9, 1600),  # hit, 600 ms
+        Detection("yes", 0.9, 3500),  # wrong word
+        Detection("no", 0.8, 5400),  # detection on an unknown word: wrong
+        Detection("no", 0.8, 9900),  # nothing within 1.5 s: false alarm
+    ]
+    score = score_stream(detections, truth, audio_s=3600, tolerance_ms=1500)
+    assert (score.hits, score.wrong, score.false_alarms, score.misses, score.commands) == (1, 2, 1, 1, 3)
+    d = score.to_dict()
+    assert d["false_alarms_per_hour"] == 1.0 and d["latency_ms"]["median"] == 600.0
+
+
+def test_truth_csv_round_trip_and_errors(tmp_path):
+    path = tmp_path / "t.csv"
+    write_truth(path, [TruthWord("yes", 1000.0), TruthWord("_unknown_", 2500.5)])
+    assert read_truth(path) == [TruthWord("yes", 1000.0), TruthWord("unknown", 2500.5)]
+    (tmp_path / "bad.csv").write_text("yes,abc\n")
+    from kws.scoring import TruthError
+
+    with pytest.raises(TruthError, match="line 1: time_ms 'abc' is not a number"):
+        read_truth(tmp_path / "bad.csv")
