@@ -39,6 +39,7 @@ class Bundle:
     layers: int
     path: Path | None = None
     metadata: dict = field(default_factory=dict)
+    detector: dict | None = None  # tuned DetectorConfig settings, if any
 
     @property
     def n_params(self) -> int:
@@ -69,6 +70,7 @@ def save_bundle(bundle: Bundle, out: str | os.PathLike) -> Path:
             "model_sha256": _sha256(staging / MODEL_FILE),
             "n_params": bundle.n_params,
             "training": bundle.metadata,
+            "detector": bundle.detector,
         }
         (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         _swap_into_place(staging, out)
@@ -143,4 +145,5 @@ def load_bundle(name_or_path: str | os.PathLike = "gru") -> Bundle:
         layers=int(meta["layers"]),
         path=path,
         metadata=meta.get("training", {}),
+        detector=meta.get("detector"),
     )

@@ -77,7 +77,7 @@ class Detector:
     def update(self, posterior: np.ndarray, time_ms: float) -> Detection | None:
         """One frame's posteriors (len(labels),) at stream time `time_ms`."""
         posterior = np.asarray(posterior, dtype=np.float64)
-        if posterior.shape != (len(self.labels),):
+        if posterior.shape != self._sum.shape:
             raise ValueError(f"posterior has shape {posterior.shape}, expected ({len(self.labels)},)")
         self._history.append(posterior)
         self._sum += posterior
@@ -85,10 +85,11 @@ class Detector:
             self._sum -= self._history.popleft()
         self.smoothed = self._sum / len(self._history)
         c = self.config
-        self._armed |= self.smoothed < c.threshold
+        below = self.smoothed < c.threshold
+        self._armed |= below
         candidates = np.where(self._fires, self.smoothed, -1.0)
-        best = int(np.argmax(candidates))
-        if candidates[best] < c.threshold:
+        best = int(candidates.argmax())
+        if below[best] or not self._fires[best]:
             self._above_label, self._above_frames = -1, 0
             return None
         self._above_frames = self._above_frames + 1 if best == self._above_label else 1
@@ -100,7 +101,7 @@ class Detector:
         ):
             self._armed[best] = False
             self._last_fire_ms = time_ms
-            return Detection(self.labels[best], float(candidates[best]), float(time_ms))
+            return Detection(self.labels[best], float(self.smoothed[best]), float(time_ms))
         return None
 
     def run(self, posteriors: np.ndarray, first_frame: int = 0, window_ms: float = 30.0) -> list[Detection]:

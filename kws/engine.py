@@ -14,11 +14,76 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import expit
+from numba import njit
 
 from kws.bundle import Bundle
 from kws.detector import Detection, Detector, DetectorConfig, frame_times
-from kws.frontend import Mfcc, StreamingMfcc
+from kws.frontend import Mfcc, StreamingMfcc, frame_view
+
+
+@njit(cache=True)
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@njit(cache=True)
+def _project(x, kernel, bias):
+    """(T, N, F) @ (F, K) + bias as one 2-D product -> (T, N, K)."""
+    steps, n = x.shape[0], x.shape[1]
+    flat = np.ascontiguousarray(x).reshape(steps * n, x.shape[2]) @ kernel
+    return (flat + bias).reshape(steps, n, kernel.shape[1])
+
+
+@njit(cache=True)
+def _dense_softmax(x, kernel, bias):
+    logits = _project(x, kernel, bias)
+    for t in range(logits.shape[0]):
+        for i in range(logits.shape[1]):
+            row = logits[t, i]
+            row -= row.max()
+            np.exp(row, row)
+            row /= row.sum()
+    return logits
+
+
+@njit(cache=True)
+def _gru_scan(x, h, kernel, input_bias, recurrent, recurrent_bias):
+    """x (T, N, F) layer input; h (N, u). Keras GRU, reset_after=True, gates z, r, h."""
+    projected = _project(x, kernel, input_bias)
+    steps, n, u = projected.shape[0], h.shape[0], h.shape[1]
+    out = np.empty((steps, n, u), np.float32)
+    h = h.copy()
+    for t in range(steps):
+        rec = h @ recurrent
+        for i in range(n):
+            for j in range(u):
+                z = _sigmoid(projected[t, i, j] + rec[i, j] + recurrent_bias[j])
+                r = _sigmoid(projected[t, i, u + j] + rec[i, u + j] + recurrent_bias[u + j])
+                candidate = np.tanh(projected[t, i, 2 * u + j] + r * (rec[i, 2 * u + j] + recurrent_bias[2 * u + j]))
+                h[i, j] = candidate + z * (h[i, j] - candidate)
+        out[t] = h
+    return out, h
+
+
+@njit(cache=True)
+def _lstm_scan(x, h, c, kernel, bias, recurrent):
+    """x (T, N, F) layer input; h, c (N, u). Keras LSTM, gates i, f, c, o."""
+    projected = _project(x, kernel, bias)
+    steps, n, u = projected.shape[0], h.shape[0], h.shape[1]
+    out = np.empty((steps, n, u), np.float32)
+    h, c = h.copy(), c.copy()
+    for t in range(steps):
+        z = h @ recurrent
+        for i in range(n):
+            for j in range(u):
+                gi = _sigmoid(projected[t, i, j] + z[i, j])
+                gf = _sigmoid(projected[t, i, u + j] + z[i, u + j])
+                gc = np.tanh(projected[t, i, 2 * u + j] + z[i, 2 * u + j])
+                go = _sigmoid(projected[t, i, 3 * u + j] + z[i, 3 * u + j])
+                c[i, j] = gf * c[i, j] + gi * gc
+                h[i, j] = go * np.tanh(c[i, j])
+        out[t] = h
+    return out, h, c
 
 
 def normalization_stats(model) -> tuple[np.ndarray, np.ndarray]:
@@ -42,18 +107,9 @@ class GruWeights:
     def zero_state(self, n: int) -> tuple[np.ndarray, ...]:
         return (np.zeros((n, self.units), np.float32),)
 
-    def project(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.kernel + self.input_bias
-
-    def step(self, projected: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        (h,) = state
-        u = self.units
-        recurrent = h @ self.recurrent + self.recurrent_bias
-        gates = expit(projected[:, : 2 * u] + recurrent[:, : 2 * u])
-        z, r = gates[:, :u], gates[:, u:]
-        candidate = np.tanh(projected[:, 2 * u :] + r * recurrent[:, 2 * u :])
-        h = candidate + z * (h - candidate)
-        return h, (h,)
+    def scan(self, x: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        out, h = _gru_scan(x, state[0], self.kernel, self.input_bias, self.recurrent, self.recurrent_bias)
+        return out, (h,)
 
 
 @dataclass
@@ -69,18 +125,9 @@ class LstmWeights:
     def zero_state(self, n: int) -> tuple[np.ndarray, ...]:
         return np.zeros((n, self.units), np.float32), np.zeros((n, self.units), np.float32)
 
-    def project(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.kernel + self.bias
-
-    def step(self, projected: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        h, c = state
-        u = self.units
-        z = projected + h @ self.recurrent
-        gates = expit(z[:, np.r_[0 : 2 * u, 3 * u : 4 * u]])
-        i, f, o = gates[:, :u], gates[:, u : 2 * u], gates[:, 2 * u :]
-        c = f * c + i * np.tanh(z[:, 2 * u : 3 * u])
-        h = o * np.tanh(c)
-        return h, (h, c)
+    def scan(self, x: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        out, h, c = _lstm_scan(x, state[0], state[1], self.kernel, self.bias, self.recurrent)
+        return out, (h, c)
 
 
 def _f32(value) -> np.ndarray:
@@ -122,20 +169,14 @@ class RecurrentNet:
 
     def run(self, features: np.ndarray, state: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, list]:
         """features (T, N, F) -> posteriors (T, N, C). Layer by layer: each layer's input
-        projection is one matrix product over all T frames; only the recurrence loops."""
-        sequence = features.astype(np.float32, copy=False)
+        projection is one matrix product over all T frames; only the recurrence loops,
+        compiled by numba."""
+        sequence = np.ascontiguousarray(features, np.float32)
         new_state = []
         for layer, layer_state in zip(self.layers, state):
-            projected = layer.project(sequence)
-            outputs = np.empty(projected.shape[:2] + (layer.units,), np.float32)
-            for t in range(len(projected)):
-                outputs[t], layer_state = layer.step(projected[t], layer_state)
+            sequence, layer_state = layer.scan(sequence, layer_state)
             new_state.append(layer_state)
-            sequence = outputs
-        logits = sequence @ self.dense_kernel + self.dense_bias
-        logits -= logits.max(axis=-1, keepdims=True)
-        exp = np.exp(logits)
-        return exp / exp.sum(axis=-1, keepdims=True), new_state
+        return _dense_softmax(sequence, self.dense_kernel, self.dense_bias), new_state
 
 
 @dataclass
@@ -149,6 +190,13 @@ class ChunkResult:
         return frame_times(self.first_frame, len(self.posteriors))
 
 
+def detector_config(bundle: Bundle, **overrides) -> DetectorConfig:
+    """The bundle's tuned detector settings (or the defaults), with overrides that are not None."""
+    settings = {**(bundle.detector or {}), "frame_ms": bundle.frontend.hop_ms}
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return DetectorConfig(**settings)
+
+
 class Engine:
     """One audio stream: push chunks, get posteriors and detections. The state lives on."""
 
@@ -156,7 +204,7 @@ class Engine:
         self.bundle = bundle
         self.labels = bundle.labels
         self.net = RecurrentNet(bundle.model)
-        config = detector or DetectorConfig(frame_ms=bundle.frontend.hop_ms)
+        config = detector or detector_config(bundle)
         self.detector = Detector(self.labels, config)
         self.frontend = StreamingMfcc(bundle.frontend, Mfcc(bundle.frontend))
         self.reset()
@@ -177,10 +225,47 @@ class Engine:
         posteriors = posteriors[:, 0, :]
         self.frames_seen += len(features)
         c = self.bundle.frontend
-        detections = self.detector.run(posteriors, first, c.window_ms)
+        detections = []
+        for i, posterior in enumerate(posteriors):
+            found = self.detector.update(posterior, (first + i) * c.hop_ms + c.window_ms)
+            if found:
+                detections.append(found)
         return ChunkResult(posteriors, detections, first)
 
     @property
     def seconds_seen(self) -> float:
         c = self.bundle.frontend
         return (self.frames_seen * c.hop + max(0, c.window - c.hop)) / c.sample_rate if self.frames_seen else 0.0
+
+
+class StreamBatch:
+    """N independent streams served together: their audio arrives in lockstep blocks
+    (N, samples); one batched MFCC and one matrix step per layer serve them all."""
+
+    def __init__(self, bundle: Bundle, n_streams: int, detector: DetectorConfig | None = None):
+        if n_streams < 1:
+            raise ValueError(f"n_streams must be >= 1, got {n_streams}")
+        self.bundle, self.n = bundle, n_streams
+        self.net = RecurrentNet(bundle.model)
+        self.mfcc = Mfcc(bundle.frontend)
+        config = detector or detector_config(bundle)
+        self.detectors = [Detector(bundle.labels, config) for _ in range(n_streams)]
+        self.state = self.net.zero_state(n_streams)
+        self.pending = np.zeros((n_streams, 0), np.float32)
+        self.frames_seen = 0
+
+    def process(self, block: np.ndarray) -> tuple[np.ndarray, list[list[Detection]]]:
+        """block (N, samples) -> posteriors (frames, N, classes) and each stream's detections."""
+        c = self.bundle.frontend
+        buffer = np.concatenate([self.pending, np.asarray(block, np.float32)], axis=1)
+        n_frames = c.n_frames(buffer.shape[1])
+        self.pending = buffer[:, n_frames * c.hop :]
+        if not n_frames:
+            return np.zeros((0, self.n, len(self.bundle.labels)), np.float32), [[] for _ in range(self.n)]
+        frames = frame_view(buffer, n_frames, c.window, c.hop)  # (N, T, window)
+        features = self.mfcc.frames_to_mfcc(frames.transpose(1, 0, 2))  # (T, N, F)
+        posteriors, self.state = self.net.run(features, self.state)
+        first = self.frames_seen
+        self.frames_seen += n_frames
+        found = [d.run(posteriors[:, i], first, c.window_ms) for i, d in enumerate(self.detectors)]
+        return posteriors, found

@@ -50,6 +50,15 @@ class MfccConfig:
         return cls(**values)
 
 
+def frame_view(signal: np.ndarray, n: int, window: int, hop: int) -> np.ndarray:
+    """(..., samples) -> (..., n, window) overlapping frames, a read-only view (no copy)."""
+    signal = np.ascontiguousarray(signal)
+    step = signal.strides[-1]
+    shape = signal.shape[:-1] + (n, window)
+    strides = signal.strides[:-1] + (hop * step, step)
+    return np.lib.stride_tricks.as_strided(signal, shape, strides, writeable=False)
+
+
 class Mfcc:
     """Frames of samples -> MFCC rows. Holds the precomputed window, mel and DCT matrices."""
 
@@ -85,8 +94,7 @@ class Mfcc:
         n = c.n_frames(len(signal))
         if n == 0:
             return np.zeros((0, c.n_mfcc), np.float32)
-        frames = np.lib.stride_tricks.sliding_window_view(signal, c.window)[:: c.hop][:n]
-        return self.frames_to_mfcc(frames)
+        return self.frames_to_mfcc(frame_view(signal, n, c.window, c.hop))
 
 
 class StreamingMfcc:
@@ -101,12 +109,11 @@ class StreamingMfcc:
         self._pending = np.zeros(0, np.float32)
 
     def push(self, chunk: np.ndarray) -> np.ndarray:
-        chunk = to_float32(np.ravel(chunk))
-        buffer = np.concatenate([self._pending, chunk]) if len(self._pending) else chunk
+        chunk = chunk if chunk.dtype == np.float32 and chunk.ndim == 1 else to_float32(np.ravel(chunk))
+        buffer = np.concatenate((self._pending, chunk)) if len(self._pending) else chunk
         c = self.config
         n = c.n_frames(len(buffer))
         self._pending = buffer[n * c.hop :].copy()
         if n == 0:
             return np.zeros((0, c.n_mfcc), np.float32)
-        frames = np.lib.stride_tricks.sliding_window_view(buffer, c.window)[:: c.hop][:n]
-        return self.mfcc.frames_to_mfcc(frames)
+        return self.mfcc.frames_to_mfcc(frame_view(buffer, n, c.window, c.hop))

@@ -1,0 +1,177 @@
+"""The live microphone loop: PortAudio (sounddevice) input -> queue -> engine -> display.
+
+The audio callback only copies blocks into a queue (and counts overflows);
+recognition runs on the main thread. A device whose native rate is not 16 kHz is
+opened at its own rate and resampled with a streaming resampler.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import soxr
+
+from kws.detector import Detection
+from kws.engine import Engine
+
+
+class MicrophoneError(RuntimeError):
+    """No usable input device, or it went away. The message says which and why."""
+
+
+def _sounddevice():
+    try:
+        import sounddevice
+    except OSError as error:  # PortAudio library missing
+        raise MicrophoneError(f"PortAudio is not available ({error}); install libportaudio2") from None
+    return sounddevice
+
+
+def list_input_devices() -> str:
+    sd = _sounddevice()
+    lines = []
+    default = sd.default.device[0]
+    for index, device in enumerate(sd.query_devices()):
+        if device["max_input_channels"] > 0:
+            mark = "*" if index == default else " "
+            lines.append(f"{mark} {index:3d}  {device['name']}  ({device['max_input_channels']} ch, {device['default_samplerate']:.0f} Hz)")
+    return "\n".join(lines) if lines else "no audio input devices found"
+
+
+def input_device(device: str | int | None) -> tuple[int | str | None, float]:
+    """Resolve a device (index, name or None for the default) and its native sample rate."""
+    sd = _sounddevice()
+    if isinstance(device, str) and device.isdigit():
+        device = int(device)
+    try:
+        info = sd.query_devices(device, kind="input")
+    except (ValueError, sd.PortAudioError) as error:
+        what = "no default audio input device" if device is None else f"no input device {device!r}"
+        raise MicrophoneError(f"{what} ({error}); see kws listen --list-devices") from None
+    return device, float(info["default_samplerate"])
+
+
+@dataclass
+class Session:
+    detections: list[Detection] = field(default_factory=list)
+    overflows: int = 0
+    audio_seconds: float = 0.0
+    level_db: float = -120.0
+    top: tuple[str, float] = ("silence", 0.0)
+
+
+class Listener:
+    def __init__(self, engine: Engine, device=None, block_ms: float = 20.0):
+        self.engine = engine
+        self.device, self.rate = input_device(device)
+        self.block = max(1, int(self.rate * block_ms / 1000))
+        self.blocks: queue.Queue = queue.Queue()
+        self.session = Session()
+        target = engine.bundle.frontend.sample_rate
+        self.resampler = None if int(self.rate) == target else soxr.ResampleStream(self.rate, target, 1, dtype="float32")
+
+    def _callback(self, indata, frames, time_info, status):
+        if status.input_overflow:
+            self.session.overflows += 1
+        self.blocks.put(indata[:, 0].copy())
+
+    def _open(self):
+        sd = _sounddevice()
+        try:
+            return sd.InputStream(device=self.device, channels=1, samplerate=self.rate, blocksize=self.block,
+                                  dtype="float32", callback=self._callback)
+        except sd.PortAudioError as error:
+            raise MicrophoneError(f"cannot open input device {self.device or 'default'} at {self.rate:.0f} Hz ({error})") from None
+
+    def run(self, on_update, max_seconds: float | None = None) -> Session:
+        """Listen until Ctrl-C (KeyboardInterrupt propagates to the caller after the
+        stream is closed) or until `max_seconds` of audio were heard."""
+        stream = self._open()
+        with stream:
+            on_update(self.session, [], started=True)
+            while max_seconds is None or self.session.audio_seconds < max_seconds:
+                try:
+                    block = self.blocks.get(timeout=2.0)
+                except queue.Empty:
+                    if not stream.active:
+                        raise MicrophoneError("the input device stopped delivering audio (disconnected?)") from None
+                    continue
+                on_update(self.session, self._recognise(block))
+        return self.session
+
+    def _recognise(self, block: np.ndarray) -> list[Detection]:
+        self.session.audio_seconds += len(block) / self.rate
+        self.session.level_db = 20 * np.log10(np.sqrt(np.mean(block**2)) + 1e-9)
+        if self.resampler is not None:
+            block = self.resampler.resample_chunk(block)
+        result = self.engine.process(block)
+        if len(result.posteriors):
+            last = result.posteriors[-1]
+            self.session.top = (self.engine.labels[int(last.argmax())], float(last.max()))
+        self.session.detections.extend(result.detections)
+        return result.detections
+
+
+class PlainDisplay:
+    """One line per detection, for pipes and logs."""
+
+    def __call__(self, session: Session, new: list[Detection], started: bool = False):
+        if started:
+            print("listening... (Ctrl-C to stop)", flush=True)
+        for d in new:
+            print(f"{d.time_s:9.2f}s  {d.label:<8} {d.score:.2f}", flush=True)
+
+    def close(self):
+        pass
+
+
+class LiveDisplay:
+    """A terminal panel: input level, current top class, recent detections."""
+
+    def __init__(self, model_name: str, refresh_s: float = 0.1):
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console()
+        self.model_name = model_name
+        self.live = Live(console=self.console, auto_refresh=False, transient=False)
+        self.live.start()
+        self.refresh_s = refresh_s
+        self.last = 0.0
+
+    def __call__(self, session: Session, new: list[Detection], started: bool = False):
+        now = time.monotonic()
+        if not new and not started and now - self.last < self.refresh_s:
+            return
+        self.last = now
+        self.live.update(self._render(session), refresh=True)
+
+    def _render(self, session: Session):
+        from rich.panel import Panel
+        from rich.table import Table
+
+        level = max(0.0, min(1.0, (session.level_db + 80) / 80))
+        meter = "█" * int(level * 30) + "·" * (30 - int(level * 30))
+        table = Table.grid(padding=(0, 2))
+        table.add_row("input", f"{meter} {session.level_db:6.1f} dBFS")
+        table.add_row("now", f"{session.top[0]:<8} {session.top[1]:.2f}")
+        table.add_row("heard", f"{session.audio_seconds:7.1f} s   overflows {session.overflows}")
+        for d in session.detections[-8:][::-1]:
+            table.add_row(f"{d.time_s:7.2f}s", f"[bold green]{d.label}[/] {d.score:.2f}")
+        return Panel(table, title=f"kws listen - {self.model_name} - Ctrl-C to stop")
+
+    def close(self):
+        self.live.stop()
+
+
+def summary(session: Session) -> str:
+    return (f"{len(session.detections)} detections in {session.audio_seconds:.1f} s of audio, "
+            f"{session.overflows} input overflows")
+
+
+def make_display(model_name: str, plain: bool):
+    return PlainDisplay() if plain or not sys.stdout.isatty() else LiveDisplay(model_name)
