@@ -78,10 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--words", default=",".join(COMMANDS), help="comma-separated command words")
     parser.add_argument("--val-percent", type=float, default=15.0)
     parser.add_argument("--test-percent", type=float, default=0.0)
+    parser.add_argument("--split-salt", default="", help="as given to kws-train")
     parser.add_argument("--noise-dbfs", type=float, default=-40.0, help="background noise level (RMS, dBFS)")
     args = parser.parse_args(argv)
     try:
-        dataset = scan(args.data, tuple(args.words.split(",")), args.val_percent, args.test_percent)
+        dataset = scan(args.data, tuple(args.words.split(",")), args.val_percent, args.test_percent, args.split_salt)
         chosen = [c for s in dataset.splits for c in dataset.clips(s)] if args.split == "all" else dataset.clips(args.split)
         clips = load_clips(chosen, dataset.labels)
         noise_part = "training" if args.split == "training" else "validation"

@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-percent", type=float, default=10.0)
     parser.add_argument("--test-percent", type=float, default=10.0)
+    parser.add_argument("--split-salt", default="", help="hash this with each speaker id for the split "
+                        "(needed for subsets of the canonical test set; see README)")
     parser.add_argument("--seq-seconds", type=float, default=AugmentConfig.seq_seconds)
     parser.add_argument("--stream-minutes", type=float, default=15.0, help="length of the validation stream")
     parser.add_argument("--strategy", choices=("default", "mirrored"), default="default")
@@ -197,7 +199,7 @@ def train(args: argparse.Namespace) -> dict:
     keras.utils.set_random_seed(args.seed)
     started = time.time()
     words = None if args.words == "all" else tuple(w for w in args.words.split(",") if w)
-    dataset = scan(args.data, words, args.val_percent, args.test_percent)
+    dataset = scan(args.data, words, args.val_percent, args.test_percent, args.split_salt)
     train_list = dataset.clips("training")
     if args.max_clips:
         train_list = [train_list[i] for i in np.random.default_rng(args.seed).permutation(len(train_list))[: args.max_clips]]
@@ -251,6 +253,7 @@ def train(args: argparse.Namespace) -> dict:
         "train_clips": len(train_clips.labels),
         "val_clips": len(val_clips.labels),
         "val_percent": args.val_percent,
+        "split_salt": args.split_salt,
         "test_percent": args.test_percent,
         "epochs_run": progress.state["epochs_done"],
         "best_epoch": best["epoch"],
