@@ -89,6 +89,16 @@ def _swap_into_place(staging: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def update_detector(path: str | os.PathLike, settings: dict) -> None:
+    """Replace the tuned detector settings in an existing bundle's bundle.json, atomically."""
+    path = Path(path)
+    meta = read_metadata(path)
+    meta["detector"] = settings
+    tmp = path / f".{META_FILE}.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, path / META_FILE)
+
+
 def resolve_model(name_or_path: str | os.PathLike) -> Path:
     """`gru` / `lstm` name the shipped models; anything else is a bundle folder."""
     if str(name_or_path) in DEFAULT_MODELS:

@@ -3,6 +3,7 @@
     kws classify FILE... [--model gru|lstm|PATH] [--format text|json]
     kws stream FILE [--model ...] [--format text|csv|json]
     kws listen [--device N] [--model ...] [--threshold T] [--list-devices]
+    kws evaluate PATH... [--model ...] [--format text|csv|json] [--plot FILE] [--truth CSV]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kws.audio import AudioError, load_audio  # noqa: E402
 from kws.bundle import BundleError  # noqa: E402
+from kws.scoring import TruthError  # noqa: E402
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--seconds", type=float, help="stop after this much audio (default: until Ctrl-C)")
     listen.add_argument("--plain", action="store_true", help="print detections line by line instead of the live panel")
     listen.set_defaults(run=run_listen)
+
+    evaluate = verbs.add_parser("evaluate", help="judge a model on files, folders, labelled sets and recordings")
+    evaluate.add_argument("paths", nargs="+", metavar="PATH")
+    add_model_argument(evaluate)
+    add_detector_arguments(evaluate)
+    evaluate.add_argument("--format", choices=("text", "csv", "json"), default="text")
+    evaluate.add_argument("--plot", metavar="FILE", help="write the confusion matrix as a PNG")
+    evaluate.add_argument("--truth", metavar="CSV", help="ground truth (label,time_ms per word) of one long recording")
+    evaluate.add_argument("--tolerance-ms", type=float, default=1500.0, help="how long after a word's start a detection counts")
+    evaluate.set_defaults(run=run_evaluate)
     return parser
 
 
@@ -147,11 +159,104 @@ def run_listen(args: argparse.Namespace) -> int:
         return 3
 
 
+def run_evaluate(args: argparse.Namespace) -> int:
+    from kws.evaluate import evaluate, metrics, plot_confusion
+    from kws.scoring import read_truth, score_stream
+
+    engine = make_engine(args)
+    result = evaluate(engine.bundle, args.paths, engine=engine)
+    report: dict = {"model": str(args.model)}
+    report["files"] = [clip_row(c, engine.labels) for c in result.clips]
+    if result.labelled:
+        m = metrics(result)
+        report.update(n=m.n, accuracy=round(m.accuracy, 4), per_class=m.per_class(),
+                      confusion={"labels": m.labels, "matrix": m.confusion.tolist()},
+                      misclassified=[row for row in report["files"] if row["truth"] != row["label"]])
+        if args.plot:
+            plot_confusion(m, args.plot, str(args.model))
+    report["streams"] = [
+        {"file": str(s.path), "audio_s": round(s.audio_s, 2),
+         "detections": [{"label": d.label, "time_s": round(d.time_s, 3), "score": round(d.score, 4)} for d in s.detections]}
+        for s in result.streams
+    ]
+    if args.truth:
+        if len(result.streams) != 1:
+            raise ValueError(f"--truth needs exactly one long recording (found {len(result.streams)})")
+        stream = result.streams[0]
+        report.update(score_stream(stream.detections, read_truth(args.truth), stream.audio_s, args.tolerance_ms).to_dict())
+    report["failures"] = [{"file": str(f.path), "reason": f.reason} for f in result.failures]
+    print_report(report, args.format)
+    for failure in result.failures:
+        print(f"error: {failure.path}: {failure.reason}", file=sys.stderr)
+    return 1 if result.failures else 0
+
+
+def clip_row(clip, labels: list[str]) -> dict:
+    from kws.recognizer import top_k
+
+    (top, score), (second, second_score) = top_k(clip.posterior, labels, 2)
+    return {"file": str(clip.path), "label": top, "score": round(score, 4), "runner_up": second,
+            "runner_up_score": round(second_score, 4), "truth": clip.label}
+
+
+def print_report(report: dict, fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(report, indent=1))
+        return
+    if fmt == "csv":
+        print("file,label,score,runner_up,runner_up_score,truth")
+        for r in report["files"]:
+            print(f"{r['file']},{r['label']},{r['score']},{r['runner_up']},{r['runner_up_score']},{r['truth'] or ''}")
+        if report["streams"]:
+            print("\nfile,time_s,label,score")
+            for s in report["streams"]:
+                for d in s["detections"]:
+                    print(f"{s['file']},{d['time_s']},{d['label']},{d['score']}")
+        return
+    print_text_report(report)
+
+
+def print_text_report(report: dict) -> None:
+    from kws.evaluate import Metrics, confusion_text
+
+    import numpy as np
+
+    files = report["files"]
+    if files and "accuracy" not in report:
+        width = max(len(r["file"]) for r in files)
+        for r in files:
+            print(f"{r['file']:<{width}}  {r['label']:<8} {r['score']:.3f}   runner-up {r['runner_up']:<8} {r['runner_up_score']:.3f}")
+    if "accuracy" in report:
+        print(f"accuracy {report['accuracy']:.4f} (N={report['n']})\n")
+        print(f"{'class':<10} {'precision':>9} {'recall':>7} {'n':>6}")
+        for label, v in report["per_class"].items():
+            p = "-" if v["precision"] is None else f"{v['precision']:.3f}"
+            r = "-" if v["recall"] is None else f"{v['recall']:.3f}"
+            print(f"{label:<10} {p:>9} {r:>7} {v['n']:>6}")
+        m = Metrics(report["confusion"]["labels"], np.array(report["confusion"]["matrix"]))
+        print("\n" + confusion_text(m))
+        if report["misclassified"]:
+            print(f"\nmisclassified ({len(report['misclassified'])}):")
+            for r in report["misclassified"]:
+                print(f"  {r['file']}: {r['truth']} -> {r['label']} ({r['score']:.3f})")
+    for s in report["streams"]:
+        print(f"\n{s['file']} ({s['audio_s']:.1f} s): {len(s['detections'])} detections")
+        for d in s["detections"]:
+            print(f"{d['time_s']:9.2f}s  {d['label']:<8} {d['score']:.3f}")
+    if "hits" in report:
+        lat = report["latency_ms"]
+        print(f"\nhits {report['hits']}/{report['commands']}, misses {report['misses']}, wrong {report['wrong']}, "
+              f"false alarms {report['false_alarms']} ({report['false_alarms_per_hour']:.1f}/h), "
+              f"latency median {lat['median']} ms, p90 {lat['p90']} ms, over {report['audio_s']:.0f} s")
+    if report["failures"]:
+        print(f"\n{len(report['failures'])} file(s) could not be read (listed on stderr)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (BundleError, AudioError, ValueError) as error:
+    except (BundleError, AudioError, TruthError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

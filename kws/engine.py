@@ -192,7 +192,9 @@ class ChunkResult:
 
 def detector_config(bundle: Bundle, **overrides) -> DetectorConfig:
     """The bundle's tuned detector settings (or the defaults), with overrides that are not None."""
-    settings = {**(bundle.detector or {}), "frame_ms": bundle.frontend.hop_ms}
+    known = set(DetectorConfig.__dataclass_fields__)
+    settings = {k: v for k, v in (bundle.detector or {}).items() if k in known}
+    settings["frame_ms"] = bundle.frontend.hop_ms
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return DetectorConfig(**settings)
 

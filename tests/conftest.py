@@ -94,3 +94,17 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subpro
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )
+
+
+SMALL = ["--words", "yes,no,up", "--units", "32", "--layers", "1", "--val-percent", "30", "--test-percent", "0",
+         "--seq-seconds", "3", "--stream-minutes", "0.5", "--quiet", "--batch-size", "8", "--repeat", "6"]
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_dataset, tmp_path_factory):
+    """A small GRU trained on the espeak-ng data set (yes/no/up), and the training run's output."""
+    out = tmp_path_factory.mktemp("trained") / "bundle"
+    result = run_cli("training.train", "--data", str(tiny_dataset), "--out", str(out), "--epochs", "15",
+                     "--lr", "5e-3", "--seed", "1", *SMALL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out, result

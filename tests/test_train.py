@@ -7,25 +7,12 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from kws.bundle import load_bundle
 from kws.frontend import Mfcc
 from kws.recognizer import clip_posteriors
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, SMALL, run_cli
 from training.data import load_clips, scan
-
-SMALL = ["--words", "yes,no,up", "--units", "32", "--layers", "1", "--val-percent", "30", "--test-percent", "0",
-         "--seq-seconds", "3", "--stream-minutes", "0.5", "--quiet", "--batch-size", "8", "--repeat", "6"]
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("trained") / "bundle"
-    result = run_cli("training.train", "--data", str(tiny_dataset), "--out", str(out), "--epochs", "15",
-                     "--lr", "5e-3", "--seed", "1", *SMALL)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return out, result
 
 
 def test_training_writes_a_complete_bundle(trained, tiny_dataset):
