@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_argument(listen)
     add_detector_arguments(listen)
     listen.add_argument("--seconds", type=float, help="stop after this much audio (default: until Ctrl-C)")
+    listen.add_argument("--record", metavar="WAV", help="also save the 16 kHz audio the recogniser heard")
     listen.add_argument("--plain", action="store_true", help="print detections line by line instead of the live panel")
     listen.set_defaults(run=run_listen)
 
@@ -135,6 +137,15 @@ def run_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def open_recording(path: str, rate: int):
+    import soundfile
+
+    try:
+        return soundfile.SoundFile(path, "w", rate, 1, subtype="PCM_16")
+    except (soundfile.LibsndfileError, OSError) as error:
+        raise ValueError(f"{path}: cannot write the recording ({error})") from None
+
+
 def run_listen(args: argparse.Namespace) -> int:
     from kws.live import Listener, MicrophoneError, list_input_devices, make_display, summary
 
@@ -142,8 +153,13 @@ def run_listen(args: argparse.Namespace) -> int:
         if args.list_devices:
             print(list_input_devices())
             return 0
+        # Ctrl-C and SIGTERM end the session with a summary, even where the shell that
+        # started us ignores SIGINT (background jobs of a script do).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         engine = make_engine(args)
-        listener = Listener(engine, args.device)
+        record = open_recording(args.record, engine.bundle.frontend.sample_rate) if args.record else None
+        listener = Listener(engine, args.device, record=record)
         display = make_display(str(args.model), args.plain)
         interrupted = False
         try:
@@ -152,6 +168,8 @@ def run_listen(args: argparse.Namespace) -> int:
             interrupted = True
         finally:
             display.close()
+            if record is not None:
+                record.close()
         print(("stopped: " if interrupted else "done: ") + summary(listener.session), flush=True)
         return 0
     except MicrophoneError as error:

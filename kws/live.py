@@ -65,8 +65,9 @@ class Session:
 
 
 class Listener:
-    def __init__(self, engine: Engine, device=None, block_ms: float = 20.0):
+    def __init__(self, engine: Engine, device=None, block_ms: float = 20.0, record=None):
         self.engine = engine
+        self.record = record  # an open soundfile.SoundFile for the 16 kHz audio the engine hears, or None
         self.device, self.rate = input_device(device)
         self.block = max(1, int(self.rate * block_ms / 1000))
         self.blocks: queue.Queue = queue.Queue()
@@ -108,6 +109,8 @@ class Listener:
         self.session.level_db = 20 * np.log10(np.sqrt(np.mean(block**2)) + 1e-9)
         if self.resampler is not None:
             block = self.resampler.resample_chunk(block)
+        if self.record is not None:
+            self.record.write(block)
         result = self.engine.process(block)
         if len(result.posteriors):
             last = result.posteriors[-1]
