@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import shlex
 import shutil
 import sys
@@ -43,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
+    parser.add_argument("--monitor", choices=("clip", "stream"), default="clip",
+                        help="keep the epoch with the best validation clip accuracy, or the best score on a "
+                        "validation stream ((hits - wrong - false alarms) / commands; for fine-tuning on streams)")
     parser.add_argument("--patience", type=int, default=15, help="epochs without improvement before stopping")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-percent", type=float, default=10.0)
@@ -88,45 +92,59 @@ def feature_stats(maker: SequenceMaker, slots: np.ndarray, seed: int) -> tuple[n
 class Progress:
     """What a resumed run needs beyond Keras's backup: epochs done and the best score."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, monitor: str = "val_clip_accuracy"):
+        self.path, self.monitor = path, monitor
         self.state = json.loads(path.read_text()) if path.exists() else {"epochs_done": 0, "best": None, "history": []}
 
     def record(self, epoch: int, logs: dict) -> None:
         entry = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
         self.state["history"] = [h for h in self.state["history"] if h["epoch"] <= epoch] + [entry]
         self.state["epochs_done"] = epoch + 1
-        score = entry["val_clip_accuracy"]
-        if self.state["best"] is None or score > self.state["best"]["val_clip_accuracy"]:
+        score = entry[self.monitor]
+        if self.state["best"] is None or score > self.state["best"][self.monitor]:
             self.state["best"] = entry
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.state, indent=1))
         os.replace(tmp, self.path)
 
 
-def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val_labels, patience: int, verbose: bool):
+def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val_labels, patience: int, verbose: bool,
+                    val_stream=None):
     """`evaluator`: the same network built outside any distribution strategy; the trained
-    weights are copied into it each epoch, so validation never depends on the strategy."""
+    weights are copied into it each epoch, so validation never depends on the strategy.
+    `val_stream`: (features, truth, audio_s, labels) of a validation stream, scored each epoch."""
     import keras
 
     from kws.recognizer import clip_posteriors
 
-    class ClipValidation(keras.callbacks.Callback):
+    class Validation(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             evaluator.set_weights(self.model.get_weights())
             posteriors = clip_posteriors(evaluator, val_features)
             logs["val_clip_accuracy"] = float(np.mean(posteriors.argmax(axis=1) == val_labels))
+            if val_stream is not None:
+                logs["val_stream_score"] = stream_score(evaluator, *val_stream)
             progress.record(epoch, logs)
             best = progress.state["best"]
             if best["epoch"] == epoch + 1:
                 evaluator.save_weights(work / "best.weights.h5")
             if verbose:
-                print(f"  val clip accuracy {logs['val_clip_accuracy']:.4f} (best {best['val_clip_accuracy']:.4f} at epoch {best['epoch']})")
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in logs.items() if k.startswith("val_"))
+                print(f"\n  {shown} (best {progress.monitor} {best[progress.monitor]:.4f} at epoch {best['epoch']})")
             if epoch + 1 - best["epoch"] >= patience:
                 print(f"early stop: no improvement for {patience} epochs")
                 self.model.stop_training = True
 
-    return [ClipValidation(), keras.callbacks.BackupAndRestore(str(work / "backup"))]
+    return [Validation(), keras.callbacks.BackupAndRestore(str(work / "backup"))]
+
+
+def stream_score(model, features, truth, audio_s, labels) -> float:
+    from kws.detector import Detector
+    from kws.recognizer import sequence_posteriors
+    from kws.scoring import score_stream
+
+    s = score_stream(Detector(labels, DetectorConfig()).run(sequence_posteriors(model, features)), truth, audio_s)
+    return (s.hits - s.wrong - s.false_alarms) / max(1, s.commands)
 
 
 def make_dataset(maker: SequenceMaker, train_labels, label_names, batch_size: int, seed: int, first_epoch: int,
@@ -220,7 +238,7 @@ def train(args: argparse.Namespace) -> dict:
 
     work = Path(str(args.out).rstrip("/") + ".work")
     work.mkdir(parents=True, exist_ok=True)
-    progress = Progress(work / "progress.json")
+    progress = Progress(work / "progress.json", "val_stream_score" if args.monitor == "stream" else "val_clip_accuracy")
     if progress.state["epochs_done"]:
         print(f"resuming from {work} after epoch {progress.state['epochs_done']}")
     data = make_dataset(maker, train_clips.labels, dataset.labels, args.batch_size, args.seed, progress.state["epochs_done"],
@@ -236,15 +254,22 @@ def train(args: argparse.Namespace) -> dict:
         model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss="sparse_categorical_crossentropy")
     inference = build_model(args.arch, mfcc.config.n_mfcc, len(dataset.labels), args.units, args.layers, 0.0, mean, variance)
     val_features = [mfcc(a) for a in val_clips.audio]
-    callbacks = build_callbacks(work, progress, inference, val_features, val_clips.labels, args.patience, not args.quiet)
+    val_noise = load_noise(dataset.noise_files, "validation")
+    val_stream = None
+    if args.monitor == "stream":
+        from training.make_stream import build_stream
+
+        audio, truth = build_stream(val_clips, dataset.labels, val_noise, 180, np.random.default_rng([args.seed, 7]))
+        val_stream = (mfcc(audio), truth, len(audio) / mfcc.config.sample_rate, dataset.labels)
+    callbacks = build_callbacks(work, progress, inference, val_features, val_clips.labels, args.patience,
+                                not args.quiet, val_stream)
     fit_started = time.time()
     model.fit(data, epochs=args.epochs, callbacks=callbacks, verbose=0 if args.quiet else 1)
     fit_seconds = time.time() - fit_started
 
     inference.load_weights(work / "best.weights.h5")
     accuracy = float(np.mean(clip_posteriors(inference, val_features).argmax(axis=1) == val_clips.labels))
-    stream = stream_figures(inference, dataset.labels, val_clips, load_noise(dataset.noise_files, "validation"),
-                            args.stream_minutes, args.seed, mfcc)
+    stream = stream_figures(inference, dataset.labels, val_clips, val_noise, args.stream_minutes, args.seed, mfcc)
     best = progress.state["best"]
     metadata = {
         "command": "kws-train " + shlex.join(sys.argv[1:] if args.argv is None else args.argv),
@@ -266,7 +291,9 @@ def train(args: argparse.Namespace) -> dict:
         "replicas": int(strategy.num_replicas_in_sync),
         "augment": augment.to_dict(),
         "hyperparameters": {k: getattr(args, k) for k in ("units", "layers", "dropout", "batch_size", "lr", "epochs", "patience", "repeat")},
+        "monitor": progress.monitor,
         "fit_seconds": round(fit_seconds, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "seconds_per_epoch": round(fit_seconds / max(1, progress.state["epochs_done"]), 2),
         "wall_seconds": round(time.time() - started, 1),
         "history": progress.state["history"],

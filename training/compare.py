@@ -1,0 +1,279 @@
+"""GRU vs LSTM, measured on the same data and machine.
+
+    python -m training.compare --data DIR --split-salt kws \\
+        --bundles assets/gru assets/lstm assets/sizes/gru64 assets/sizes/lstm64 --out docs/comparison.md
+
+For each bundle it measures, in this run: parameters, bundle size on disk,
+validation clip accuracy (held-out speakers), endless-stream hits and false alarms
+per hour (the state never reset), per-hop streaming time of the fast path, and the
+memory the streaming engine holds; and it reads from each bundle's training record
+(written by kws-train when it was trained): training seconds per epoch and in all,
+epochs to the best validation score, peak memory while training, and the recipe.
+It writes a Markdown report with the table, a verdict per common claim, and PNG
+plots next to it. `--train` first trains the bundles (both stages, same recipe,
+one architecture after another) instead of taking existing ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SPEED_SECONDS = 20.0
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def training_record(meta: dict) -> dict:
+    """Both stages' training figures: the clip stage (init_from) and the stream stage."""
+    stages = [m for m in (meta.get("init_from"), meta) if m]
+    fit = sum(m.get("fit_seconds") or 0 for m in stages)
+    epochs = sum(m.get("epochs_run") or 0 for m in stages)
+    first = stages[0]
+    return {
+        "train_seconds": round(fit, 1),
+        "epochs": epochs,
+        "seconds_per_epoch": [round((m.get("fit_seconds") or 0) / max(1, m.get("epochs_run") or 1), 2) for m in stages],
+        "epochs_to_best": [m.get("best_epoch") for m in stages],
+        "peak_train_rss_mb": meta.get("peak_rss_mb"),
+        "history": [h for m in stages for h in m.get("history", [])],
+        "first_stage_history": first.get("history", []),
+        "commands": [m.get("command") for m in stages],
+    }
+
+
+def per_hop_ms(bundle) -> float:
+    from benchmarks.bench_engine import per_hop_fast
+    from benchmarks.common import speechlike
+
+    audio = speechlike(SPEED_SECONDS, 0)
+    return min(per_hop_fast(bundle, audio, bundle.frontend.hop) for _ in range(3)) * 1000
+
+
+def engine_bytes(bundle) -> int:
+    """Bytes the fast path holds: weights and one stream's recurrent state."""
+    from kws.engine import RecurrentNet
+
+    net = RecurrentNet(bundle.model)
+    arrays = [net.dense_kernel, net.dense_bias] + [a for layer in net.layers for a in vars(layer).values()
+                                                    if isinstance(a, np.ndarray)]
+    state = [a for layer_state in net.zero_state(1) for a in layer_state]
+    return int(sum(a.nbytes for a in arrays + state))
+
+
+def measure(path: str, data: str, split_salt: str, stream_minutes: float, seed: int) -> dict:
+    from kws.bundle import load_bundle
+    from kws.engine import RecurrentNet, detector_config
+    from kws.detector import Detector
+    from kws.frontend import Mfcc
+    from kws.recognizer import clip_posteriors
+    from kws.scoring import score_stream
+    from training.data import load_clips, load_noise, scan
+    from training.make_stream import build_stream
+
+    bundle = load_bundle(path)
+    meta = bundle.metadata
+    words = tuple(label for label in bundle.labels if label not in ("silence", "unknown"))
+    dataset = scan(data, words, meta.get("val_percent", 15.0), meta.get("test_percent", 0.0), split_salt)
+    val = load_clips(dataset.clips("validation"), dataset.labels)
+    mfcc = Mfcc(bundle.frontend)
+    accuracy = float(np.mean(clip_posteriors(bundle.model, [mfcc(a) for a in val.audio]).argmax(1) == val.labels))
+    audio, truth = build_stream(val, dataset.labels, load_noise(dataset.noise_files, "validation"), stream_minutes * 60,
+                                np.random.default_rng(seed))
+    net = RecurrentNet(bundle.model)
+    posteriors, _ = net.run(mfcc(audio)[:, None, :], net.zero_state(1))
+    detections = Detector(bundle.labels, detector_config(bundle)).run(posteriors[:, 0])
+    stream = score_stream(detections, truth, len(audio) / bundle.frontend.sample_rate).to_dict()
+    return {
+        "bundle": path, "arch": bundle.arch, "units": bundle.units, "layers": bundle.layers,
+        "params": bundle.n_params, "bundle_kb": round(folder_bytes(bundle.path) / 1024, 1),
+        "val_clips": len(val.labels), "val_clip_accuracy": round(accuracy, 4),
+        "stream": stream, "ms_per_hop": round(per_hop_ms(bundle), 4),
+        "engine_kb": round(engine_bytes(bundle) / 1024, 1),
+        "recipe": {k: meta.get(k) for k in ("hyperparameters", "augment", "seed", "words", "train_clips", "monitor")},
+        **training_record(meta),
+    }
+
+
+def train_all(args) -> list[str]:
+    """Train every (arch, units) with the shipped recipe: clip stage, then stream stage."""
+    out = Path(args.train_dir)
+    paths = []
+    for units in args.units:
+        for arch in ("gru", "lstm"):
+            clips, final = out / f"{arch}{units}_clips", out / f"{arch}{units}"
+            common = ["--data", args.data, "--arch", arch, "--units", str(units), "--val-percent", "15",
+                      "--test-percent", "0", "--split-salt", args.split_salt, "--seed", str(args.seed), "--quiet"]
+            for stage in ([*common, "--out", str(clips), "--epochs", str(args.clip_epochs), "--patience", "20",
+                           "--seq-seconds", "1.2", "--stream-minutes", "5"],
+                          [*common, "--out", str(final), "--init", str(clips), "--epochs", str(args.stream_epochs),
+                           "--patience", "12", "--lr", "5e-4", "--seq-seconds", "4", "--monitor", "stream"]):
+                subprocess.run([sys.executable, "-m", "training.train", *stage], check=True)
+            paths.append(str(final))
+    return paths
+
+
+def verdicts(rows: list[dict]) -> list[str]:
+    by = {(r["arch"], r["units"]): r for r in rows}
+    lines = []
+    for units in sorted({r["units"] for r in rows}, reverse=True):
+        g, l = by.get(("gru", units)), by.get(("lstm", units))
+        if not (g and l):
+            continue
+        p = g["params"] / l["params"]
+        lines.append(f"- **Fewer parameters** ({units} units): GRU has {p:.2f}x the LSTM's parameters "
+                     f"({g['params']:,} vs {l['params']:,}): {'supported' if p < 1 else 'not supported'}.")
+        t = g["seconds_per_epoch"][-1] / l["seconds_per_epoch"][-1] if l["seconds_per_epoch"][-1] else float("nan")
+        lines.append(f"- **Faster training** ({units} units): GRU's seconds per epoch are {t:.2f}x the LSTM's "
+                     f"(stream stage, same machine and conditions): {'supported' if t < 0.95 else 'not supported' if t > 1.05 else 'no clear difference'}.")
+        m = g["engine_kb"] / l["engine_kb"]
+        lines.append(f"- **Less memory** ({units} units): the GRU engine holds {m:.2f}x the LSTM's bytes "
+                     f"(weights + state){train_memory(g, l)}: {'supported' if m < 1 else 'not supported'}.")
+        s = g["ms_per_hop"] / l["ms_per_hop"]
+        lines.append(f"- **Faster inference** ({units} units): GRU's per-hop time is {s:.2f}x the LSTM's "
+                     f"({g['ms_per_hop']} vs {l['ms_per_hop']} ms): {'supported' if s < 0.95 else 'not supported' if s > 1.05 else 'no clear difference'}.")
+        d = g["val_clip_accuracy"] - l["val_clip_accuracy"]
+        n = g["val_clips"]
+        noise = 2 * np.sqrt(0.25 / n)  # about two standard errors of an accuracy near 0.5 on n clips
+        verdict = ("supported (within noise)" if abs(d) <= noise else
+                   f"not supported: the {'GRU' if d > 0 else 'LSTM'} is more accurate")
+        lines.append(f"- **About the same accuracy** ({units} units): GRU {g['val_clip_accuracy']:.3f} vs LSTM "
+                     f"{l['val_clip_accuracy']:.3f} on {n} clips (difference {d:+.3f}, noise about ±{noise:.3f}): {verdict}.")
+    return lines
+
+
+def train_memory(g: dict, l: dict) -> str:
+    if g.get("peak_train_rss_mb") and l.get("peak_train_rss_mb"):
+        return f"; peak training memory {g['peak_train_rss_mb']:.0f} vs {l['peak_train_rss_mb']:.0f} MB"
+    return ""
+
+
+def plots(rows: list[dict], folder: Path, stem: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"gru": "tab:blue", "lstm": "tab:orange"}
+    made = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in rows:
+        history = r["history"]
+        acc = [h["val_clip_accuracy"] for h in history]
+        ax.plot(range(1, len(acc) + 1), acc, color=colours[r["arch"]], alpha=1.0 if r["units"] == max(x["units"] for x in rows) else 0.5,
+                label=f"{r['arch']} {r['layers']}x{r['units']}")
+        stage_one = len(r["first_stage_history"])
+        if stage_one < len(history):
+            ax.axvline(stage_one + 0.5, color="grey", lw=0.5, ls=":")
+    ax.set_xlabel("epoch (dotted line: clip stage -> stream stage)")
+    ax.set_ylabel("validation clip accuracy")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    made.append(save(fig, folder / f"{stem}_accuracy_per_epoch.png"))
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for r in rows:
+        ax.scatter(r["ms_per_hop"], r["val_clip_accuracy"], color=colours[r["arch"]], s=40)
+        ax.annotate(f"{r['arch']} {r['units']}", (r["ms_per_hop"], r["val_clip_accuracy"]), fontsize=8,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("ms per 10 ms hop (fast path)")
+    ax.set_ylabel("validation clip accuracy")
+    ax.grid(alpha=0.3)
+    made.append(save(fig, folder / f"{stem}_accuracy_vs_speed.png"))
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for arch in ("gru", "lstm"):
+        points = sorted((r["params"], r["val_clip_accuracy"]) for r in rows if r["arch"] == arch)
+        if points:
+            ax.plot(*zip(*points), marker="o", color=colours[arch], label=arch)
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("validation clip accuracy")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    made.append(save(fig, folder / f"{stem}_accuracy_vs_params.png"))
+    return made
+
+
+def save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path.name
+
+
+def report(rows: list[dict], images: list[str], command: str, machine: str) -> str:
+    head = ["model", "params", "bundle KB", "engine KB", "val clip acc", "stream hits", "wrong", "false alarms/h",
+            "median latency ms", "ms/hop", "s/epoch (clip, stream stage)", "epochs to best (clip, stream)", "train s",
+            "peak train MB"]
+    lines = ["# GRU vs LSTM for streaming speech commands", "",
+             f"Regenerate: `{command}`", "", f"Machine: {machine}.", "",
+             "Accuracy: validation speakers (held out by speaker hash) of the Speech Commands subset in "
+             "`../shared/data/speech_commands` (clips from the v0.02 canonical test set: never score these models "
+             "on that test set). Stream: a validation stream of those speakers' clips with held-out background noise, "
+             "run frame by frame without ever resetting the state, scored with each bundle's tuned detector. "
+             "Speed and memory are measured in this run; training time and memory come from each bundle's training "
+             "record (the models of one size were trained at the same time on the same machine, one core each).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        s = r["stream"]
+        lines.append("| " + " | ".join(str(x) for x in [
+            f"{r['arch']} {r['layers']}x{r['units']}", f"{r['params']:,}", r["bundle_kb"], r["engine_kb"],
+            f"{r['val_clip_accuracy']:.4f}", f"{s['hits']}/{s['commands']}", s["wrong"], s["false_alarms_per_hour"],
+            s["latency_ms"]["median"], r["ms_per_hop"], ", ".join(map(str, r["seconds_per_epoch"])),
+            ", ".join(map(str, r["epochs_to_best"])), r["train_seconds"], r["peak_train_rss_mb"]]) + " |")
+    lines += ["", "## The usual claims, checked", ""] + verdicts(rows)
+    lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in images]
+    lines += ["", "## Recipe (identical for every model but the architecture and size)", ""]
+    for r in rows:
+        lines.append(f"- `{r['bundle']}`: " + "; then ".join(f"`{c}`" for c in r["commands"] if c))
+    recipe = {k: v for k, v in rows[0]["recipe"].items() if k != "hyperparameters"}
+    lines += ["", "Shared settings (from the first bundle; each row's own are in its bundle.json):", "", "```",
+              json.dumps({"hyperparameters": rows[0]["recipe"]["hyperparameters"], **recipe}, indent=1), "```", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--split-salt", default="kws")
+    parser.add_argument("--bundles", nargs="+", help="bundles to compare (instead of --train)")
+    parser.add_argument("--train", action="store_true", help="train every architecture and size first")
+    parser.add_argument("--train-dir", default="runs/compare")
+    parser.add_argument("--units", type=int, nargs="+", default=[128, 64])
+    parser.add_argument("--clip-epochs", type=int, default=70)
+    parser.add_argument("--stream-epochs", type=int, default=25)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stream-minutes", type=float, default=15.0)
+    parser.add_argument("--out", default="docs/comparison.md")
+    args = parser.parse_args(argv)
+    if bool(args.bundles) == args.train:
+        parser.error("give either --bundles or --train")
+    from benchmarks.common import machine
+
+    paths = train_all(args) if args.train else args.bundles
+    rows = [measure(p, args.data, args.split_salt, args.stream_minutes, args.seed + 100) for p in paths]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    images = plots(rows, out.parent, out.stem)
+    command = "python -m training.compare " + " ".join(sys.argv[1:] if argv is None else argv)
+    out.write_text(report(rows, images, command, machine()))
+    out.with_suffix(".json").write_text(json.dumps({"command": command, "rows": rows}, indent=1, default=str))
+    print(f"wrote {out}, {out.with_suffix('.json')} and {', '.join(images)}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())
