@@ -118,3 +118,49 @@ class Detector:
 def frame_times(first: int, n: int, frame_ms: float = 10.0, window_ms: float = 30.0) -> np.ndarray:
     """Stream time (ms) of frames first..first+n-1: the end of each frame's analysis window."""
     return (first + np.arange(n)) * frame_ms + window_ms
+
+
+class BatchDetector:
+    """The same decisions as one `Detector` per stream, for N streams in lockstep, vectorised."""
+
+    def __init__(self, labels: list[str], n_streams: int, config: DetectorConfig = DetectorConfig()):
+        single = Detector(labels, config)  # validates, and fixes the window sizes the same way
+        self.labels, self.config, self.n = single.labels, config, n_streams
+        self._fires = single._fires
+        self._window, self._min_above = single._window, single._min_above
+        c = len(self.labels)
+        self._ring = np.zeros((self._window, n_streams, c))
+        self._filled = 0
+        self._next = 0
+        self._sum = np.zeros((n_streams, c))
+        self._armed = np.ones((n_streams, c), bool)
+        self._above_label = np.full(n_streams, -1)
+        self._above_frames = np.zeros(n_streams, np.int64)
+        self._last_fire_ms = np.full(n_streams, -np.inf)
+        self._rows = np.arange(n_streams)
+
+    def update(self, posteriors: np.ndarray, time_ms: float) -> list[tuple[int, Detection]]:
+        """posteriors (N, classes) of one frame -> [(stream index, detection)]."""
+        if len(self._ring) and self._filled == self._window:
+            self._sum -= self._ring[self._next]
+        self._ring[self._next] = posteriors
+        self._sum += posteriors
+        self._next = (self._next + 1) % self._window
+        self._filled = min(self._filled + 1, self._window)
+        smoothed = self._sum / self._filled
+        c = self.config
+        below = smoothed < c.threshold
+        self._armed |= below
+        best = np.where(self._fires, smoothed, -1.0).argmax(axis=1)
+        above = ~below[self._rows, best] & self._fires[best]
+        same = above & (best == self._above_label)
+        self._above_frames = np.where(same, self._above_frames + 1, np.where(above, 1, 0))
+        self._above_label = np.where(above, best, -1)
+        fire = (above & (self._above_frames >= self._min_above) & self._armed[self._rows, best]
+                & (time_ms - self._last_fire_ms >= c.suppression_ms))
+        found = []
+        for i in np.flatnonzero(fire):
+            self._armed[i, best[i]] = False
+            self._last_fire_ms[i] = time_ms
+            found.append((int(i), Detection(self.labels[best[i]], float(smoothed[i, best[i]]), float(time_ms))))
+        return found

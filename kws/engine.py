@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from kws.bundle import Bundle
-from kws.detector import Detection, Detector, DetectorConfig, frame_times
+from kws.detector import BatchDetector, Detection, Detector, DetectorConfig, frame_times
 from kws.frontend import Mfcc, StreamingMfcc, frame_view
 
 
@@ -250,8 +250,7 @@ class StreamBatch:
         self.bundle, self.n = bundle, n_streams
         self.net = RecurrentNet(bundle.model)
         self.mfcc = Mfcc(bundle.frontend)
-        config = detector or detector_config(bundle)
-        self.detectors = [Detector(bundle.labels, config) for _ in range(n_streams)]
+        self.detector = BatchDetector(bundle.labels, n_streams, detector or detector_config(bundle))
         self.state = self.net.zero_state(n_streams)
         self.pending = np.zeros((n_streams, 0), np.float32)
         self.frames_seen = 0
@@ -267,7 +266,10 @@ class StreamBatch:
         frames = frame_view(buffer, n_frames, c.window, c.hop)  # (N, T, window)
         features = self.mfcc.frames_to_mfcc(frames.transpose(1, 0, 2))  # (T, N, F)
         posteriors, self.state = self.net.run(features, self.state)
-        first = self.frames_seen
+        found: list[list[Detection]] = [[] for _ in range(self.n)]
+        for t in range(n_frames):
+            time_ms = (self.frames_seen + t) * c.hop_ms + c.window_ms
+            for stream, detection in self.detector.update(posteriors[t], time_ms):
+                found[stream].append(detection)
         self.frames_seen += n_frames
-        found = [d.run(posteriors[:, i], first, c.window_ms) for i, d in enumerate(self.detectors)]
         return posteriors, found

@@ -96,3 +96,27 @@ def test_truth_csv_round_trip_and_errors(tmp_path):
 
     with pytest.raises(TruthError, match="line 1: time_ms 'abc' is not a number"):
         read_truth(tmp_path / "bad.csv")
+
+
+def test_batch_detector_equals_one_detector_per_stream():
+    from kws.detector import BatchDetector
+
+    rng = np.random.default_rng(0)
+    n, frames = 7, 600
+    config = DetectorConfig(average_window_ms=50, threshold=0.55, min_above_ms=30, suppression_ms=300)
+    streams = []
+    for s in range(n):
+        bumps = {LABELS[rng.integers(1, 4)]: [(int(a), int(a) + int(rng.integers(3, 40)), float(rng.uniform(0.4, 1.0)))
+                                               for a in sorted(rng.integers(0, frames - 50, 8))]}
+        p = posteriors(bumps, frames) + rng.uniform(0, 0.2, (frames, len(LABELS)))
+        streams.append(p / p.sum(axis=1, keepdims=True))
+    expected = [Detector(LABELS, config).run(p) for p in streams]
+    batch = BatchDetector(LABELS, n, config)
+    got = [[] for _ in range(n)]
+    for t in range(frames):
+        for stream, detection in batch.update(np.stack([p[t] for p in streams]), t * 10.0 + 30.0):
+            got[stream].append(detection)
+    assert sum(map(len, expected)) > 10
+    for e, g in zip(expected, got):
+        assert [(d.label, d.time_ms) for d in e] == [(d.label, d.time_ms) for d in g]
+        np.testing.assert_allclose([d.score for d in e], [d.score for d in g])

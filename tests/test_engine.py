@@ -118,3 +118,16 @@ def test_batched_streams_equal_single_streams():
     for s in range(5):
         alone, _ = net.run(features[:, s : s + 1], net.zero_state(1))
         np.testing.assert_allclose(together[:, s], alone[:, 0], atol=1e-6)
+
+
+def test_stream_batch_equals_separate_engines():
+    from kws.engine import StreamBatch
+
+    bundle = BUNDLES["gru"]
+    signals = np.stack([audio(1.5, s) for s in range(4)])
+    batch = StreamBatch(bundle, 4)
+    outputs = [batch.process(signals[:, i : i + 480]) for i in range(0, signals.shape[1], 480)]
+    together = np.concatenate([p for p, _ in outputs])
+    for s in range(4):
+        alone = Engine(bundle).process(signals[s]).posteriors
+        np.testing.assert_allclose(together[:, s], alone, atol=1e-5)
