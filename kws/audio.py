@@ -36,18 +36,29 @@ def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.nd
     return soxr.resample(samples, rate, target, quality="HQ").astype(np.float32)
 
 
-def _read_raw(path: Path) -> tuple[np.ndarray, int]:
+SOUNDFILE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError)
+
+
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise AudioError(path, "no such file")
     if path.is_dir():
         raise AudioError(path, "is a directory, not an audio file")
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
+
+
+def _unreadable(path: Path, error: Exception) -> AudioError:
+    reason = str(error).split(":")[-1].strip() or "unreadable"
+    return AudioError(path, f"not a readable audio file ({reason})")
+
+
+def _read_raw(path: Path) -> tuple[np.ndarray, int]:
+    _check_file(path)
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-        reason = str(error).split(":")[-1].strip() or "unreadable"
-        raise AudioError(path, f"not a readable audio file ({reason})") from None
+    except SOUNDFILE_ERRORS as error:
+        raise _unreadable(path, error) from None
     return data, rate
 
 
@@ -76,13 +87,11 @@ def load_audio(path: str | os.PathLike, min_samples: int = 480) -> np.ndarray:
 def audio_duration_s(path: str | os.PathLike) -> float:
     """Duration from the header alone (no decoding); AudioError if unreadable."""
     path = Path(path)
-    if not path.exists():
-        raise AudioError(path, "no such file")
+    _check_file(path)
     try:
         info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-        reason = str(error).split(":")[-1].strip() or "unreadable"
-        raise AudioError(path, f"not a readable audio file ({reason})") from None
+    except SOUNDFILE_ERRORS as error:
+        raise _unreadable(path, error) from None
     return info.frames / info.samplerate
 
 
@@ -93,15 +102,11 @@ def iter_blocks(path: str | os.PathLike, block_s: float = 1.0):
     a streaming resampler so that block edges leave no artefacts.
     """
     path = Path(path)
-    if not path.exists():
-        raise AudioError(path, "no such file")
-    if path.stat().st_size == 0:
-        raise AudioError(path, "empty file (0 bytes)")
+    _check_file(path)
     try:
         handle = sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-        reason = str(error).split(":")[-1].strip() or "unreadable"
-        raise AudioError(path, f"not a readable audio file ({reason})") from None
+    except SOUNDFILE_ERRORS as error:
+        raise _unreadable(path, error) from None
     with handle:
         rate = handle.samplerate
         stream = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")

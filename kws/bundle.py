@@ -46,7 +46,7 @@ class Bundle:
         return int(self.model.count_params())
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -67,7 +67,7 @@ def save_bundle(bundle: Bundle, out: str | os.PathLike) -> Path:
             "layers": bundle.layers,
             "labels": list(bundle.labels),
             "frontend": bundle.frontend.to_dict(),
-            "model_sha256": _sha256(staging / MODEL_FILE),
+            "model_sha256": sha256_file(staging / MODEL_FILE),
             "n_params": bundle.n_params,
             "training": bundle.metadata,
             "detector": bundle.detector,
@@ -122,7 +122,7 @@ def read_metadata(path: Path) -> dict:
     missing = [key for key in required if key not in meta]
     if missing:
         raise BundleError(f"{meta_path}: missing field(s) {', '.join(missing)}")
-    if meta["model_sha256"] != _sha256(path / MODEL_FILE):
+    if meta["model_sha256"] != sha256_file(path / MODEL_FILE):
         raise BundleError(f"{path}: {MODEL_FILE} does not match {META_FILE} (checksum differs)")
     return meta
 

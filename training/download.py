@@ -10,7 +10,6 @@ Range); every archive is checked against its published SHA-256 before extraction
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
 import shutil
 import sys
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+from kws.bundle import sha256_file
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,6 @@ class DownloadError(RuntimeError):
     pass
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _open(url: str, offset: int, timeout: float):
     request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
     try:
@@ -77,7 +70,7 @@ def _open(url: str, offset: int, timeout: float):
 
 def fetch(archive: Archive, dest: Path, show_progress: bool = True, timeout: float = 60.0) -> Path:
     """Download `archive` to `dest`, resuming from `dest.part`; verify the checksum."""
-    if dest.exists() and sha256_of(dest) == archive.sha256:
+    if dest.exists() and sha256_file(dest) == archive.sha256:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -103,7 +96,7 @@ def fetch(archive: Archive, dest: Path, show_progress: bool = True, timeout: flo
                     raise DownloadError(
                         f"{archive.url}: connection lost after {out.tell()} of {total} bytes; run again to resume"
                     )
-    actual = sha256_of(part)
+    actual = sha256_file(part)
     if actual != archive.sha256:
         part.unlink()
         raise DownloadError(
