@@ -114,3 +114,14 @@ def test_noise_is_split_in_time(tiny_dataset):
 
 def test_default_words_are_the_ten_commands():
     assert COMMANDS == ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+
+
+def test_single_clip_share_leaves_one_word_per_sequence(tiny_dataset):
+    data = scan(tiny_dataset, ("yes", "no", "up"), 30, 0)
+    clips = load_clips(data.clips("training"), data.labels)
+    words_only = np.flatnonzero(clips.labels > 0)
+    maker = SequenceMaker(clips, [], data.labels, Mfcc(), AugmentConfig(seq_seconds=4.0, single_clip_share=1.0))
+    x, y, w = maker.epoch(words_only, np.random.default_rng(0))
+    assert len(x) == len(words_only)  # one clip each
+    for targets in y:
+        assert len(set(np.unique(targets)) - {0}) == 1

@@ -37,6 +37,7 @@ class AugmentConfig:
     time_mask_frames: int = 8
     freq_masks: int = 2
     freq_mask_coeffs: int = 4
+    single_clip_share: float = 0.0  # share of sequences holding one clip, then background only
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -139,6 +140,8 @@ class SequenceMaker:
 
     def make(self, slots: list[int], rng: np.random.Generator, augment: bool = True):
         """Consume slots from the front; return one example and the number of slots used."""
+        if rng.random() < self.config.single_clip_share:
+            slots = slots[:1]
         audio, words, used = lay_out(self.clips, slots, self.length, rng, self.config, self.silence)
         audio = add_noise(audio, self.noise, rng, self.config) if augment else audio
         features = self.mfcc(audio)
