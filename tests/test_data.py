@@ -125,3 +125,18 @@ def test_single_clip_share_leaves_one_word_per_sequence(tiny_dataset):
     assert len(x) == len(words_only)  # one clip each
     for targets in y:
         assert len(set(np.unique(targets)) - {0}) == 1
+
+
+def test_speed_perturbation_scales_the_clip_and_its_word_span():
+    from training.sequences import perturb_speed
+
+    t = np.arange(16000) / 16000
+    clip = np.sin(2 * np.pi * 500 * t).astype(np.float32)
+    faster, (start, end) = perturb_speed(clip, (4000, 12000), 0.1, np.random.default_rng(3))
+    factor = 16000 / len(faster)
+    assert 0.9 <= factor <= 1.1 and abs(factor - 1) > 1e-3
+    assert abs(start - 4000 / factor) <= 2 and abs(end - 12000 / factor) <= 2
+    spectrum = np.abs(np.fft.rfft(faster))
+    assert abs(np.argmax(spectrum) * 16000 / len(faster) - 500 * factor) < 5  # pitch moves with tempo
+    same, span = perturb_speed(clip, (4000, 12000), 0.0, np.random.default_rng(3))
+    assert same is clip and span == (4000, 12000)

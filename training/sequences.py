@@ -9,8 +9,9 @@ background noise, with a target for every frame:
 - from the word's end for `hold_ms`: the word's class (or `unknown`);
 - everywhere else: `silence`.
 
-Augmentation: random placement (time shift), random gain, background-noise
-mixing at a random level, and SpecAugment-style time and coefficient masks.
+Augmentation: random placement (time shift), random gain, speed perturbation,
+background-noise mixing at a random level, and SpecAugment-style time and
+coefficient masks.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import soxr
 
 from kws.frontend import Mfcc
 from training.data import CLIP_SAMPLES, SILENCE, LoadedClips
@@ -38,6 +40,7 @@ class AugmentConfig:
     freq_masks: int = 2
     freq_mask_coeffs: int = 4
     single_clip_share: float = 0.0  # share of sequences holding one clip, then background only
+    speed: float = 0.0  # speed perturbation: each clip resampled by a factor in [1 - speed, 1 + speed]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,13 +78,22 @@ def lay_out(
         used += 1
         if index >= 0:
             gain = 10 ** (rng.uniform(-config.gain_db, config.gain_db) / 20)
-            piece = clips.audio[index][: length - cursor] * gain
+            clip, (start, end) = perturb_speed(clips.audio[index], clips.spans[index], config.speed, rng)
+            piece = clip[: length - cursor] * gain
             audio[cursor : cursor + len(piece)] += piece
-            start, end = clips.spans[index]
             if clips.labels[index] != silence:
                 words.append(Word(int(clips.labels[index]), cursor + int(start), cursor + int(end)))
         cursor += CLIP_SAMPLES + int(rng.integers(0, int(config.max_gap_ms * sr / 1000) + 1))
     return audio, words, used
+
+
+def perturb_speed(clip: np.ndarray, span, speed: float, rng: np.random.Generator):
+    """Play the clip `factor` times faster (tempo and pitch together, like another speaker)."""
+    if not speed:
+        return clip, span
+    factor = rng.uniform(1 - speed, 1 + speed)
+    faster = soxr.resample(clip, CLIP_SAMPLES * factor, CLIP_SAMPLES, quality="LQ").astype(np.float32)
+    return faster, (int(span[0] / factor), int(span[1] / factor))
 
 
 def frame_targets(

@@ -54,6 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--split-salt", default="", help="hash this with each speaker id for the split "
                         "(needed for subsets of the canonical test set; see README)")
     parser.add_argument("--seq-seconds", type=float, default=AugmentConfig.seq_seconds)
+    parser.add_argument("--speed", type=float, default=0.1, help="speed perturbation: clips resampled by up to ±this")
     parser.add_argument("--single-clip-share", type=float, default=0.0,
                         help="share of training sequences that hold a single clip (then background only)")
     parser.add_argument("--stream-minutes", type=float, default=15.0, help="length of the validation stream")
@@ -228,7 +229,7 @@ def train(args: argparse.Namespace) -> dict:
     if not len(val_clips.labels):
         raise DataError(f"{args.data}: the validation split is empty (raise --val-percent)")
     mfcc = Mfcc(MfccConfig())
-    augment = AugmentConfig(seq_seconds=args.seq_seconds, single_clip_share=args.single_clip_share)
+    augment = AugmentConfig(seq_seconds=args.seq_seconds, single_clip_share=args.single_clip_share, speed=args.speed)
     maker = SequenceMaker(train_clips, load_noise(dataset.noise_files, "training"), dataset.labels, mfcc, augment)
     initial = load_initial(args, dataset.labels) if args.init else None
     if initial is not None:
