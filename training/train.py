@@ -142,11 +142,14 @@ def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val
 
 
 def stream_score(model, features, truth, audio_s, labels) -> float:
+    """(hits - wrong - false alarms) / commands on a validation stream, state never reset."""
     from kws.detector import Detector
-    from kws.recognizer import sequence_posteriors
+    from kws.engine import RecurrentNet
     from kws.scoring import score_stream
 
-    s = score_stream(Detector(labels, DetectorConfig()).run(sequence_posteriors(model, features)), truth, audio_s)
+    net = RecurrentNet(model)
+    posteriors, _ = net.run(features[:, None, :], net.zero_state(1))
+    s = score_stream(Detector(labels, DetectorConfig()).run(posteriors[:, 0]), truth, audio_s)
     return (s.hits - s.wrong - s.false_alarms) / max(1, s.commands)
 
 
@@ -262,7 +265,7 @@ def train(args: argparse.Namespace) -> dict:
     if args.monitor == "stream":
         from training.make_stream import build_stream
 
-        audio, truth = build_stream(val_clips, dataset.labels, val_noise, 180, np.random.default_rng([args.seed, 7]))
+        audio, truth = build_stream(val_clips, dataset.labels, val_noise, 480, np.random.default_rng([args.seed, 7]))
         val_stream = (mfcc(audio), truth, len(audio) / mfcc.config.sample_rate, dataset.labels)
     callbacks = build_callbacks(work, progress, inference, val_features, val_clips.labels, args.patience,
                                 not args.quiet, val_stream)
