@@ -174,6 +174,8 @@ def run_listen(args: argparse.Namespace) -> int:
         return 0
     except MicrophoneError as error:
         print(f"error: {error}", file=sys.stderr)
+        if "listener" in locals():
+            print("stopped: " + summary(listener.session), flush=True)
         return 3
 
 

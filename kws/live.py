@@ -88,20 +88,28 @@ class Listener:
         except sd.PortAudioError as error:
             raise MicrophoneError(f"cannot open input device {self.device or 'default'} at {self.rate:.0f} Hz ({error})") from None
 
-    def run(self, on_update, max_seconds: float | None = None) -> Session:
+    def run(self, on_update, max_seconds: float | None = None, stall_s: float = 10.0) -> Session:
         """Listen until Ctrl-C (KeyboardInterrupt propagates to the caller after the
-        stream is closed) or until `max_seconds` of audio were heard."""
-        stream = self._open()
-        with stream:
-            on_update(self.session, [], started=True)
-            while max_seconds is None or self.session.audio_seconds < max_seconds:
-                try:
-                    block = self.blocks.get(timeout=2.0)
-                except queue.Empty:
-                    if not stream.active:
-                        raise MicrophoneError("the input device stopped delivering audio (disconnected?)") from None
-                    continue
-                on_update(self.session, self._recognise(block))
+        stream is closed) or until `max_seconds` of audio were heard. No audio for
+        `stall_s` seconds means the device is gone."""
+        sd = _sounddevice()
+        try:
+            with self._open() as stream:
+                on_update(self.session, [], started=True)
+                waited = 0.0
+                while max_seconds is None or self.session.audio_seconds < max_seconds:
+                    try:
+                        block = self.blocks.get(timeout=0.5)
+                    except queue.Empty:
+                        waited += 0.5
+                        if not stream.active or waited >= stall_s:
+                            raise MicrophoneError(
+                                f"no audio from the input device for {waited:.0f} s (disconnected?)") from None
+                        continue
+                    waited = 0.0
+                    on_update(self.session, self._recognise(block))
+        except sd.PortAudioError as error:
+            raise MicrophoneError(f"the input device failed ({error})") from None
         return self.session
 
     def _recognise(self, block: np.ndarray) -> list[Detection]:
