@@ -93,22 +93,33 @@ def feature_stats(maker: SequenceMaker, slots: np.ndarray, seed: int) -> tuple[n
 
 
 class Progress:
-    """What a resumed run needs beyond Keras's backup: epochs done and the best score."""
+    """The state of a run, written atomically after each epoch: epochs done, the score
+    history, the best epoch, and the files to resume from. It is the single source of
+    truth for resuming: files it does not name are leftovers of an interrupted epoch."""
 
-    def __init__(self, path: Path, monitor: str = "val_clip_accuracy"):
-        self.path, self.monitor = path, monitor
-        self.state = json.loads(path.read_text()) if path.exists() else {"epochs_done": 0, "best": None, "history": []}
+    def __init__(self, work: Path, monitor: str = "val_clip_accuracy"):
+        self.work, self.path, self.monitor = work, work / "progress.json", monitor
+        empty = {"epochs_done": 0, "best": None, "history": [], "checkpoint": None}
+        self.state = json.loads(self.path.read_text()) if self.path.exists() else empty
 
-    def record(self, epoch: int, logs: dict) -> None:
+    def is_best(self, logs: dict) -> bool:
+        best = self.state["best"]
+        return best is None or logs[self.monitor] > best[self.monitor]
+
+    def record(self, epoch: int, logs: dict, checkpoint: str, best_weights: str | None) -> None:
         entry = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
         self.state["history"] = [h for h in self.state["history"] if h["epoch"] <= epoch] + [entry]
         self.state["epochs_done"] = epoch + 1
-        score = entry[self.monitor]
-        if self.state["best"] is None or score > self.state["best"][self.monitor]:
-            self.state["best"] = entry
+        self.state["checkpoint"] = checkpoint
+        if best_weights:
+            self.state["best"] = {**entry, "weights": best_weights}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.state, indent=1))
         os.replace(tmp, self.path)
+        keep = {self.path.name, checkpoint, self.state["best"]["weights"]}
+        for leftover in self.work.iterdir():
+            if leftover.name not in keep:
+                leftover.unlink()
 
 
 def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val_labels, patience: int, verbose: bool,
@@ -127,10 +138,14 @@ def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val
             logs["val_clip_accuracy"] = float(np.mean(posteriors.argmax(axis=1) == val_labels))
             if val_stream is not None:
                 logs["val_stream_score"] = stream_score(evaluator, *val_stream)
-            progress.record(epoch, logs)
+            checkpoint = f"resume-{epoch + 1:04d}.keras"
+            self.model.save(work / checkpoint)  # weights and optimizer state
+            best_weights = None
+            if progress.is_best(logs):
+                best_weights = f"best-{epoch + 1:04d}.weights.h5"
+                evaluator.save_weights(work / best_weights)
+            progress.record(epoch, logs, checkpoint, best_weights)
             best = progress.state["best"]
-            if best["epoch"] == epoch + 1:
-                evaluator.save_weights(work / "best.weights.h5")
             if verbose:
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in logs.items() if k.startswith("val_"))
                 print(f"\n  {shown} (best {progress.monitor} {best[progress.monitor]:.4f} at epoch {best['epoch']})")
@@ -138,7 +153,7 @@ def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val
                 print(f"early stop: no improvement for {patience} epochs")
                 self.model.stop_training = True
 
-    return [Validation(), keras.callbacks.BackupAndRestore(str(work / "backup"))]
+    return [Validation()]
 
 
 def stream_score(model, features, truth, audio_s, labels) -> float:
@@ -244,7 +259,7 @@ def train(args: argparse.Namespace) -> dict:
 
     work = Path(str(args.out).rstrip("/") + ".work")
     work.mkdir(parents=True, exist_ok=True)
-    progress = Progress(work / "progress.json", "val_stream_score" if args.monitor == "stream" else "val_clip_accuracy")
+    progress = Progress(work, "val_stream_score" if args.monitor == "stream" else "val_clip_accuracy")
     if progress.state["epochs_done"]:
         print(f"resuming from {work} after epoch {progress.state['epochs_done']}")
     data = make_dataset(maker, train_clips.labels, dataset.labels, args.batch_size, args.seed, progress.state["epochs_done"],
@@ -252,12 +267,15 @@ def train(args: argparse.Namespace) -> dict:
 
     strategy = make_strategy(args.strategy)
     with strategy.scope():
-        model = build_model(args.arch, mfcc.config.n_mfcc, len(dataset.labels), args.units, args.layers,
-                            args.dropout, mean, variance)
-        if initial is not None and not progress.state["epochs_done"]:
-            model.set_weights(initial.model.get_weights())
-        schedule = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=args.epochs * len(data), alpha=0.02)
-        model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss="sparse_categorical_crossentropy")
+        if progress.state["checkpoint"]:
+            model = keras.saving.load_model(work / progress.state["checkpoint"])
+        else:
+            model = build_model(args.arch, mfcc.config.n_mfcc, len(dataset.labels), args.units, args.layers,
+                                args.dropout, mean, variance)
+            if initial is not None:
+                model.set_weights(initial.model.get_weights())
+            schedule = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=args.epochs * len(data), alpha=0.02)
+            model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss="sparse_categorical_crossentropy")
     inference = build_model(args.arch, mfcc.config.n_mfcc, len(dataset.labels), args.units, args.layers, 0.0, mean, variance)
     val_features = [mfcc(a) for a in val_clips.audio]
     val_noise = load_noise(dataset.noise_files, "validation")
@@ -270,10 +288,11 @@ def train(args: argparse.Namespace) -> dict:
     callbacks = build_callbacks(work, progress, inference, val_features, val_clips.labels, args.patience,
                                 not args.quiet, val_stream)
     fit_started = time.time()
-    model.fit(data, epochs=args.epochs, callbacks=callbacks, verbose=0 if args.quiet else 1)
+    model.fit(data, epochs=args.epochs, initial_epoch=progress.state["epochs_done"], callbacks=callbacks,
+              verbose=0 if args.quiet else 1)
     fit_seconds = time.time() - fit_started
 
-    inference.load_weights(work / "best.weights.h5")
+    inference.load_weights(work / progress.state["best"]["weights"])
     accuracy = float(np.mean(clip_posteriors(inference, val_features).argmax(axis=1) == val_clips.labels))
     stream = stream_figures(inference, dataset.labels, val_clips, val_noise, args.stream_minutes, args.seed, mfcc)
     best = progress.state["best"]
