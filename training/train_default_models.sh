@@ -14,7 +14,7 @@ train_one() {
   python -m training.train --data "$data" --arch "$arch" --out "runs/${arch}_sp_clips" "${split[@]}" \
     --epochs 70 --patience 20 --seq-seconds 1.2 --stream-minutes 5 --speed 0.1 --quiet
   python -m training.train --data "$data" --arch "$arch" --out "assets/$arch" --init "runs/${arch}_sp_clips" "${split[@]}" \
-    STAGE2_FLAGS --quiet
+    --epochs 25 --patience 12 --lr 5e-4 --seq-seconds 4 --speed 0.1 --monitor stream --stream-minutes 15 --quiet
   python -m training.tune_detector --model "assets/$arch" --data "$data" --split-salt kws --minutes 10
 }
 train_one gru &
