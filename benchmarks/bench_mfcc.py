@@ -3,8 +3,7 @@
     python -m benchmarks.bench_mfcc [--clips 500]
 
 Both compute 40 MFCCs of 1 s clips with the same settings (30 ms window, 10 ms hop,
-40 mel bands 20-7600 Hz, not centred). kws is timed per clip and over a batch of
-clips stacked as one array of frames (how training uses it).
+40 mel bands 20-7600 Hz, not centred), one call per clip.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import argparse
 import json
 
 import librosa
-import numpy as np
 
 from benchmarks.common import best_of, machine, speechlike, table
 from kws.frontend import Mfcc, MfccConfig
@@ -33,9 +31,6 @@ def main(argv=None) -> dict:
         for clip in clips:
             mfcc(clip)
 
-    def ours_batched():
-        mfcc(np.concatenate(clips))  # one long signal: the frames of all clips in one call
-
     def theirs():
         for clip in clips:
             librosa.feature.mfcc(y=clip, sr=c.sample_rate, n_mfcc=c.n_mfcc, n_fft=c.window, hop_length=c.hop,
@@ -43,15 +38,12 @@ def main(argv=None) -> dict:
 
     t_librosa = best_of(theirs, 3)
     t_ours = best_of(ours_per_clip, 3)
-    t_batched = best_of(ours_batched, 3)
     n = len(clips)
     result = {
         "clips": n,
         "librosa_clips_per_s": round(n / t_librosa),
         "kws_clips_per_s": round(n / t_ours),
-        "kws_batched_clips_per_s": round(n / t_batched),
         "speedup_per_clip": round(t_librosa / t_ours, 2),
-        "speedup_batched": round(t_librosa / t_batched, 2),
         "machine": machine(),
     }
     if args.json:
@@ -61,7 +53,6 @@ def main(argv=None) -> dict:
         print(table(["implementation", "clips/s", "vs librosa"], [
             ["librosa.feature.mfcc per clip", result["librosa_clips_per_s"], "1.00x"],
             ["kws Mfcc per clip", result["kws_clips_per_s"], f"{result['speedup_per_clip']:.2f}x"],
-            ["kws Mfcc, clips in one call", result["kws_batched_clips_per_s"], f"{result['speedup_batched']:.2f}x"],
         ]))
     return result
 

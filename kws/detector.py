@@ -56,6 +56,7 @@ class Detector:
         self.labels = list(labels)
         self.config = config
         self._fires = np.array([label not in NEVER_FIRE for label in self.labels])
+        self._never = np.where(self._fires, 0.0, -2.0)  # added to scores: never-firing labels cannot win
         self._window = max(1, int(round(config.average_window_ms / config.frame_ms)))
         self._min_above = max(1, int(round(config.min_above_ms / config.frame_ms)))
         self._armed = np.ones(len(self.labels), bool)
@@ -76,19 +77,17 @@ class Detector:
 
     def update(self, posterior: np.ndarray, time_ms: float) -> Detection | None:
         """One frame's posteriors (len(labels),) at stream time `time_ms`."""
-        posterior = np.asarray(posterior, dtype=np.float64)
-        if posterior.shape != self._sum.shape:
-            raise ValueError(f"posterior has shape {posterior.shape}, expected ({len(self.labels)},)")
+        if np.shape(posterior) != self._sum.shape:
+            raise ValueError(f"posterior has shape {np.shape(posterior)}, expected ({len(self.labels)},)")
         self._history.append(posterior)
         self._sum += posterior
         if len(self._history) > self._window:
             self._sum -= self._history.popleft()
-        self.smoothed = self._sum / len(self._history)
+        self.smoothed = smoothed = self._sum / len(self._history)
         c = self.config
-        below = self.smoothed < c.threshold
+        below = smoothed < c.threshold
         self._armed |= below
-        candidates = np.where(self._fires, self.smoothed, -1.0)
-        best = int(candidates.argmax())
+        best = int((smoothed + self._never).argmax())
         if below[best] or not self._fires[best]:
             self._above_label, self._above_frames = -1, 0
             return None
@@ -101,7 +100,7 @@ class Detector:
         ):
             self._armed[best] = False
             self._last_fire_ms = time_ms
-            return Detection(self.labels[best], float(self.smoothed[best]), float(time_ms))
+            return Detection(self.labels[best], float(smoothed[best]), float(time_ms))
         return None
 
     def run(self, posteriors: np.ndarray, first_frame: int = 0, window_ms: float = 30.0) -> list[Detection]:

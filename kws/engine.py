@@ -86,6 +86,29 @@ def _lstm_scan(x, h, c, kernel, bias, recurrent):
     return out, h, c
 
 
+@njit(cache=True)
+def _gru_net(x, hs, kernels, input_biases, recurrents, recurrent_biases, dense_kernel, dense_bias):
+    """All GRU layers and the softmax head in one compiled call (one dispatch per chunk)."""
+    sequence = x
+    new_hs = []
+    for i in range(len(kernels)):
+        sequence, h = _gru_scan(sequence, hs[i], kernels[i], input_biases[i], recurrents[i], recurrent_biases[i])
+        new_hs.append(h)
+    return _dense_softmax(sequence, dense_kernel, dense_bias), new_hs
+
+
+@njit(cache=True)
+def _lstm_net(x, hs, cs, kernels, biases, recurrents, dense_kernel, dense_bias):
+    """All LSTM layers and the softmax head in one compiled call (one dispatch per chunk)."""
+    sequence = x
+    new_hs, new_cs = [], []
+    for i in range(len(kernels)):
+        sequence, h, c = _lstm_scan(sequence, hs[i], cs[i], kernels[i], biases[i], recurrents[i])
+        new_hs.append(h)
+        new_cs.append(c)
+    return _dense_softmax(sequence, dense_kernel, dense_bias), new_hs, new_cs
+
+
 def normalization_stats(model) -> tuple[np.ndarray, np.ndarray]:
     layer = model.get_layer("normalize")
     mean = np.asarray(layer.mean, np.float64).reshape(-1)
@@ -163,20 +186,28 @@ class RecurrentNet:
         bias_name = "input_bias" if isinstance(first, GruWeights) else "bias"
         setattr(first, bias_name, _f32(getattr(first, bias_name) + self.shift @ first.kernel))
         first.kernel = _f32(self.scale[:, None] * first.kernel)
+        self._kernels = tuple(layer.kernel for layer in self.layers)
+        self._input_biases = tuple(getattr(layer, "input_bias", getattr(layer, "bias", None)) for layer in self.layers)
+        self._recurrents = tuple(layer.recurrent for layer in self.layers)
+        self._recurrent_biases = tuple(getattr(layer, "recurrent_bias", layer.kernel[0]) for layer in self.layers)
 
     def zero_state(self, n: int = 1) -> list[tuple[np.ndarray, ...]]:
         return [layer.zero_state(n) for layer in self.layers]
 
     def run(self, features: np.ndarray, state: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, list]:
         """features (T, N, F) -> posteriors (T, N, C). Layer by layer: each layer's input
-        projection is one matrix product over all T frames; only the recurrence loops,
-        compiled by numba."""
-        sequence = np.ascontiguousarray(features, np.float32)
-        new_state = []
-        for layer, layer_state in zip(self.layers, state):
-            sequence, layer_state = layer.scan(sequence, layer_state)
-            new_state.append(layer_state)
-        return _dense_softmax(sequence, self.dense_kernel, self.dense_bias), new_state
+        projection is one matrix product over all T frames; only the recurrence loops.
+        The whole network is one call compiled by numba."""
+        x = np.ascontiguousarray(features, np.float32)
+        hs = tuple(layer_state[0] for layer_state in state)
+        if isinstance(self.layers[0], GruWeights):
+            posteriors, new_hs = _gru_net(x, hs, self._kernels, self._input_biases, self._recurrents,
+                                          self._recurrent_biases, self.dense_kernel, self.dense_bias)
+            return posteriors, [(h,) for h in new_hs]
+        cs = tuple(layer_state[1] for layer_state in state)
+        posteriors, new_hs, new_cs = _lstm_net(x, hs, cs, self._kernels, self._input_biases, self._recurrents,
+                                               self.dense_kernel, self.dense_bias)
+        return posteriors, list(zip(new_hs, new_cs))
 
 
 @dataclass
@@ -228,9 +259,9 @@ class Engine:
         self.frames_seen += len(features)
         c = self.bundle.frontend
         detections = []
-        for i, posterior in enumerate(posteriors):
-            found = self.detector.update(posterior, (first + i) * c.hop_ms + c.window_ms)
-            if found:
+        for i in range(len(posteriors)):
+            found = self.detector.update(posteriors[i], (first + i) * c.hop_ms + c.window_ms)
+            if found is not None:
                 detections.append(found)
         return ChunkResult(posteriors, detections, first)
 

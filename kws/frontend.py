@@ -17,6 +17,7 @@ import librosa
 import numpy as np
 import scipy.fft
 import scipy.signal
+from numba import njit
 
 from kws.audio import to_float32
 
@@ -50,6 +51,22 @@ class MfccConfig:
         return cls(**values)
 
 
+@njit(cache=True)
+def _spectrum_to_mfcc(spectrum, mel_t, dct_t):
+    """rFFT rows -> power -> mel -> dB (floor 1e-10) -> DCT, in one compiled pass."""
+    n, bins = spectrum.shape
+    power = np.empty((n, bins), np.float32)
+    for i in range(n):
+        for j in range(bins):
+            value = spectrum[i, j]
+            power[i, j] = value.real * value.real + value.imag * value.imag
+    log_mel = power @ mel_t
+    for i in range(n):
+        for j in range(log_mel.shape[1]):
+            log_mel[i, j] = 10.0 * np.log10(max(log_mel[i, j], 1e-10))
+    return log_mel @ dct_t
+
+
 def frame_view(signal: np.ndarray, n: int, window: int, hop: int) -> np.ndarray:
     """(..., samples) -> (..., n, window) overlapping frames, a read-only view (no copy)."""
     signal = np.ascontiguousarray(signal)
@@ -81,11 +98,12 @@ class Mfcc:
         return np.ascontiguousarray(dct.T, dtype=np.float32)
 
     def frames_to_mfcc(self, frames: np.ndarray) -> np.ndarray:
-        """(n, window) float32 -> (n, n_mfcc) float32."""
+        """(..., window) float32 -> (..., n_mfcc) float32."""
         spectrum = scipy.fft.rfft(frames * self._window, axis=-1)
-        power = spectrum.real**2 + spectrum.imag**2
-        log_mel = 10.0 * np.log10(np.maximum(power @ self._mel_t, 1e-10))
-        return (log_mel @ self._dct_t).astype(np.float32, copy=False)
+        if spectrum.ndim == 2:
+            return _spectrum_to_mfcc(spectrum, self._mel_t, self._dct_t)
+        flat = np.ascontiguousarray(spectrum.reshape(-1, spectrum.shape[-1]))
+        return _spectrum_to_mfcc(flat, self._mel_t, self._dct_t).reshape(*frames.shape[:-1], -1)
 
     def __call__(self, signal: np.ndarray) -> np.ndarray:
         """Offline: a whole signal -> (n_frames, n_mfcc)."""
@@ -116,4 +134,5 @@ class StreamingMfcc:
         self._pending = buffer[n * c.hop :].copy()
         if n == 0:
             return np.zeros((0, c.n_mfcc), np.float32)
-        return self.mfcc.frames_to_mfcc(frame_view(buffer, n, c.window, c.hop))
+        frames = buffer[None, : c.window] if n == 1 else frame_view(buffer, n, c.window, c.hop)
+        return self.mfcc.frames_to_mfcc(frames)
