@@ -97,7 +97,7 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subpro
 
 
 SMALL = ["--words", "yes,no,up", "--units", "32", "--layers", "1", "--val-percent", "30", "--test-percent", "0",
-         "--seq-seconds", "3", "--stream-minutes", "0.5", "--quiet", "--batch-size", "8", "--repeat", "6"]
+         "--seq-seconds", "3", "--stream-minutes", "0.5", "--quiet", "--batch-size", "8", "--repeat", "6", "--speed", "0"]
 
 
 @pytest.fixture(scope="session")
