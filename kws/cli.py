@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from kws import interrupt  # noqa: E402
 from kws.audio import AudioError, load_audio  # noqa: E402
 from kws.bundle import BundleError  # noqa: E402
 from kws.scoring import TruthError  # noqa: E402
@@ -153,24 +153,18 @@ def run_listen(args: argparse.Namespace) -> int:
         if args.list_devices:
             print(list_input_devices())
             return 0
-        # Ctrl-C and SIGTERM end the session with a summary, even where the shell that
-        # started us ignores SIGINT (background jobs of a script do).
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        stop = interrupt.install()  # Ctrl-C / SIGTERM end the session with a summary
         engine = make_engine(args)
         record = open_recording(args.record, engine.bundle.frontend.sample_rate) if args.record else None
         listener = Listener(engine, args.device, record=record)
         display = make_display(str(args.model), args.plain)
-        interrupted = False
         try:
-            listener.run(display, args.seconds)
-        except KeyboardInterrupt:
-            interrupted = True
+            listener.run(display, args.seconds, stop=stop)
         finally:
             display.close()
             if record is not None:
                 record.close()
-        print(("stopped: " if interrupted else "done: ") + summary(listener.session), flush=True)
+        print(("stopped: " if stop.is_set() else "done: ") + summary(listener.session), flush=True)
         return 0
     except MicrophoneError as error:
         print(f"error: {error}", file=sys.stderr)

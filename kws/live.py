@@ -88,16 +88,15 @@ class Listener:
         except sd.PortAudioError as error:
             raise MicrophoneError(f"cannot open input device {self.device or 'default'} at {self.rate:.0f} Hz ({error})") from None
 
-    def run(self, on_update, max_seconds: float | None = None, stall_s: float = 10.0) -> Session:
-        """Listen until Ctrl-C (KeyboardInterrupt propagates to the caller after the
-        stream is closed) or until `max_seconds` of audio were heard. No audio for
-        `stall_s` seconds means the device is gone."""
+    def run(self, on_update, max_seconds: float | None = None, stall_s: float = 10.0, stop=None) -> Session:
+        """Listen until `stop` (a threading.Event, set by Ctrl-C) is set or `max_seconds`
+        of audio were heard. No audio for `stall_s` seconds means the device is gone."""
         sd = _sounddevice()
         try:
             with self._open() as stream:
                 on_update(self.session, [], started=True)
                 waited = 0.0
-                while max_seconds is None or self.session.audio_seconds < max_seconds:
+                while (max_seconds is None or self.session.audio_seconds < max_seconds) and not (stop and stop.is_set()):
                     try:
                         block = self.blocks.get(timeout=0.5)
                     except queue.Empty:

@@ -102,7 +102,9 @@ def test_listen_detects_spoken_commands_through_portaudio(pulse, trained, tiny_d
     offline = run_cli("kws.cli", "stream", str(record), "--model", model, "--format", "json")
     import json
 
-    assert [(d["label"], round(d["time_s"], 2)) for d in json.loads(offline.stdout)] == [(l, t) for l, t in found]
+    offline_found = [(d["label"], d["time_s"]) for d in json.loads(offline.stdout)]
+    assert [label for label, _ in offline_found] == labels
+    assert np.allclose([t for _, t in offline_found], [t for _, t in found], atol=0.0051)  # live prints 2 decimals
 
 
 def test_listen_with_real_clips_and_shipped_model(pulse, shared_data, tmp_path):

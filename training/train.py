@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kws import interrupt
 from kws.audio import AudioError
 from kws.bundle import BundleError
 from kws.detector import DetectorConfig
@@ -132,7 +133,13 @@ def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val
     from kws.recognizer import clip_posteriors
 
     class Validation(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if interrupt.requested():
+                self.model.stop_training = True
+
         def on_epoch_end(self, epoch, logs=None):
+            if interrupt.requested():
+                return  # a partial epoch: not recorded; a resumed run repeats it
             evaluator.set_weights(self.model.get_weights())
             posteriors = clip_posteriors(evaluator, val_features)
             logs["val_clip_accuracy"] = float(np.mean(posteriors.argmax(axis=1) == val_labels))
@@ -290,6 +297,8 @@ def train(args: argparse.Namespace) -> dict:
     fit_started = time.time()
     model.fit(data, epochs=args.epochs, initial_epoch=progress.state["epochs_done"], callbacks=callbacks,
               verbose=0 if args.quiet else 1)
+    if interrupt.requested():
+        raise KeyboardInterrupt
     fit_seconds = time.time() - fit_started
 
     inference.load_weights(work / progress.state["best"]["weights"])
@@ -338,6 +347,7 @@ def machine_description() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.argv = argv
+    interrupt.install()
     try:
         metadata = train(args)
     except (DataError, AudioError, BundleError) as error:
