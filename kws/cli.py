@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_argument(listen)
     add_detector_arguments(listen)
     listen.add_argument("--seconds", type=float, help="stop after this much audio (default: until Ctrl-C)")
-    listen.add_argument("--record", metavar="WAV", help="also save the 16 kHz audio the recogniser heard")
+    listen.add_argument("--record", metavar="WAV", help="also save the 16 kHz audio the recogniser heard (float WAV)")
     listen.add_argument("--plain", action="store_true", help="print detections line by line instead of the live panel")
     listen.set_defaults(run=run_listen)
 
@@ -141,7 +141,7 @@ def open_recording(path: str, rate: int):
     import soundfile
 
     try:
-        return soundfile.SoundFile(path, "w", rate, 1, subtype="PCM_16")
+        return soundfile.SoundFile(path, "w", rate, 1, subtype="FLOAT")  # lossless: replays exactly
     except (soundfile.LibsndfileError, OSError) as error:
         raise ValueError(f"{path}: cannot write the recording ({error})") from None
 
