@@ -130,10 +130,6 @@ class GruWeights:
     def zero_state(self, n: int) -> tuple[np.ndarray, ...]:
         return (np.zeros((n, self.units), np.float32),)
 
-    def scan(self, x: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        out, h = _gru_scan(x, state[0], self.kernel, self.input_bias, self.recurrent, self.recurrent_bias)
-        return out, (h,)
-
 
 @dataclass
 class LstmWeights:
@@ -147,10 +143,6 @@ class LstmWeights:
 
     def zero_state(self, n: int) -> tuple[np.ndarray, ...]:
         return np.zeros((n, self.units), np.float32), np.zeros((n, self.units), np.float32)
-
-    def scan(self, x: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        out, h, c = _lstm_scan(x, state[0], state[1], self.kernel, self.bias, self.recurrent)
-        return out, (h, c)
 
 
 def _f32(value) -> np.ndarray:
@@ -187,9 +179,12 @@ class RecurrentNet:
         setattr(first, bias_name, _f32(getattr(first, bias_name) + self.shift @ first.kernel))
         first.kernel = _f32(self.scale[:, None] * first.kernel)
         self._kernels = tuple(layer.kernel for layer in self.layers)
-        self._input_biases = tuple(getattr(layer, "input_bias", getattr(layer, "bias", None)) for layer in self.layers)
         self._recurrents = tuple(layer.recurrent for layer in self.layers)
-        self._recurrent_biases = tuple(getattr(layer, "recurrent_bias", layer.kernel[0]) for layer in self.layers)
+        if isinstance(first, GruWeights):
+            self._input_biases = tuple(layer.input_bias for layer in self.layers)
+            self._recurrent_biases = tuple(layer.recurrent_bias for layer in self.layers)
+        else:
+            self._input_biases = tuple(layer.bias for layer in self.layers)
 
     def zero_state(self, n: int = 1) -> list[tuple[np.ndarray, ...]]:
         return [layer.zero_state(n) for layer in self.layers]
