@@ -5,14 +5,17 @@ stayed at or above `threshold` for `min_above_ms`, at least `suppression_ms` aft
 the previous detection, and only if it has been below the threshold since it last
 fired (so one spoken word fires once, and `reset()` does not re-fire a word that is
 still being heard). `silence` and `unknown` never fire.
+
+The decisions for N streams in lockstep are one compiled loop (`_detect`); a single
+stream's `Detector` is that loop with N = 1, so both make the same decisions.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from numba import njit
 
 NEVER_FIRE = ("silence", "unknown")
 
@@ -49,117 +52,131 @@ class Detection:
         return self.time_ms / 1000.0
 
 
-class Detector:
-    def __init__(self, labels: list[str], config: DetectorConfig = DetectorConfig()):
+@njit(cache=True)
+def _detect(posteriors, first_ms, step_ms, ring, sums, smoothed, armed, fires, counters, above_label, above_frames, last_fire_ms,
+            threshold, min_above, suppression_ms):
+    """posteriors (T, N, C) of T frames for N streams, frame t at stream time first_ms + t * step_ms;
+    updates the state in place. ring (W, N, C): the last W frames; counters: [next ring slot,
+    frames in the ring]. Returns (T, N) the label index fired on each frame (or -1), (T, N) its
+    smoothed score, and how many fired."""
+    window = ring.shape[0]
+    steps, n, c = posteriors.shape
+    fired = np.full((steps, n), -1, np.int64)
+    fired_scores = np.zeros((steps, n))
+    count = 0
+    for t in range(steps):
+        slot, filled = counters[0], counters[1]
+        full = filled == window
+        filled = min(filled + 1, window)
+        time_ms = first_ms + t * step_ms
+        for i in range(n):
+            best, best_score = -1, -1.0
+            for j in range(c):
+                if full:
+                    sums[i, j] -= ring[slot, i, j]
+                ring[slot, i, j] = posteriors[t, i, j]
+                sums[i, j] += posteriors[t, i, j]
+                score = sums[i, j] / filled
+                smoothed[i, j] = score
+                if score < threshold:
+                    armed[i, j] = True
+                if fires[j] and score > best_score:
+                    best, best_score = j, score
+            if best < 0 or best_score < threshold:
+                above_label[i], above_frames[i] = -1, 0
+                continue
+            above_frames[i] = above_frames[i] + 1 if best == above_label[i] else 1
+            above_label[i] = best
+            if above_frames[i] >= min_above and armed[i, best] and time_ms - last_fire_ms[i] >= suppression_ms:
+                armed[i, best] = False
+                last_fire_ms[i] = time_ms
+                fired[t, i], fired_scores[t, i] = best, best_score
+                count += 1
+        counters[0], counters[1] = (slot + 1) % window, filled
+    return fired, fired_scores, count
+
+
+class BatchDetector:
+    """N streams in lockstep, each making exactly the decisions of its own `Detector`."""
+
+    def __init__(self, labels: list[str], n_streams: int, config: DetectorConfig = DetectorConfig()):
         if not labels:
             raise ValueError("labels must not be empty")
-        self.labels = list(labels)
-        self.config = config
+        if n_streams < 1:
+            raise ValueError(f"n_streams must be >= 1, got {n_streams}")
+        self.labels, self.config, self.n = list(labels), config, n_streams
         self._fires = np.array([label not in NEVER_FIRE for label in self.labels])
-        self._never = np.where(self._fires, 0.0, -2.0)  # added to scores: never-firing labels cannot win
         self._window = max(1, int(round(config.average_window_ms / config.frame_ms)))
         self._min_above = max(1, int(round(config.min_above_ms / config.frame_ms)))
-        self._armed = np.ones(len(self.labels), bool)
+        self._armed = np.ones((n_streams, len(self.labels)), np.bool_)
         self._clear()
 
     def _clear(self) -> None:
-        self._history: deque[np.ndarray] = deque()
-        self._sum = np.zeros(len(self.labels))
-        self._above_label = -1
-        self._above_frames = 0
-        self._last_fire_ms = -np.inf
-        self.smoothed = np.zeros(len(self.labels))
+        n, c = self.n, len(self.labels)
+        self._ring = np.zeros((self._window, n, c))
+        self._sums = np.zeros((n, c))
+        self.smoothed = np.zeros((n, c))
+        self._counters = np.zeros(2, np.int64)
+        self._above_label = np.full(n, -1, np.int64)
+        self._above_frames = np.zeros(n, np.int64)
+        self._last_fire_ms = np.full(n, -np.inf)
 
     def reset(self) -> None:
         """Forget the history. Labels above threshold now stay disarmed until they drop."""
         self._armed &= self.smoothed < self.config.threshold
         self._clear()
 
+    def run_frames(self, posteriors: np.ndarray, first_ms: float) -> list[tuple[int, int, Detection]]:
+        """posteriors (T, N, classes), frame t at stream time first_ms + t * frame_ms
+        -> [(frame, stream, detection)]."""
+        if posteriors.ndim != 3 or posteriors.shape[1:] != self._sums.shape:
+            raise ValueError(f"posteriors have shape {posteriors.shape}, expected (frames, {self.n}, {len(self.labels)})")
+        step_ms = self.config.frame_ms
+        fired, scores, count = _detect(posteriors, float(first_ms), step_ms, self._ring, self._sums, self.smoothed, self._armed, self._fires,
+                        self._counters, self._above_label, self._above_frames, self._last_fire_ms,
+                        self.config.threshold, self._min_above, self.config.suppression_ms)
+        if not count:
+            return []
+        return [(int(t), int(i), Detection(self.labels[fired[t, i]], float(scores[t, i]), first_ms + t * step_ms))
+                for t, i in zip(*np.nonzero(fired >= 0))]
+
+    def update(self, posteriors: np.ndarray, time_ms: float) -> list[tuple[int, Detection]]:
+        """posteriors (N, classes) of one frame -> [(stream index, detection)]."""
+        found = self.run_frames(np.asarray(posteriors)[None], time_ms)
+        return [(i, d) for _, i, d in found]
+
+
+class Detector:
+    """One stream. `update` takes one frame; `run` many at once."""
+
+    def __init__(self, labels: list[str], config: DetectorConfig = DetectorConfig()):
+        self._batch = BatchDetector(labels, 1, config)
+        self.labels, self.config = self._batch.labels, config
+
+    @property
+    def smoothed(self) -> np.ndarray:
+        return self._batch.smoothed[0]
+
+    def reset(self) -> None:
+        """Forget the history. Labels above threshold now stay disarmed until they drop."""
+        self._batch.reset()
+
     def update(self, posterior: np.ndarray, time_ms: float) -> Detection | None:
         """One frame's posteriors (len(labels),) at stream time `time_ms`."""
-        if np.shape(posterior) != self._sum.shape:
+        if np.shape(posterior) != (len(self.labels),):
             raise ValueError(f"posterior has shape {np.shape(posterior)}, expected ({len(self.labels)},)")
-        self._history.append(posterior)
-        self._sum += posterior
-        if len(self._history) > self._window:
-            self._sum -= self._history.popleft()
-        self.smoothed = smoothed = self._sum / len(self._history)
-        c = self.config
-        below = smoothed < c.threshold
-        self._armed |= below
-        best = int((smoothed + self._never).argmax())
-        if below[best] or not self._fires[best]:
-            self._above_label, self._above_frames = -1, 0
-            return None
-        self._above_frames = self._above_frames + 1 if best == self._above_label else 1
-        self._above_label = best
-        if (
-            self._above_frames >= self._min_above
-            and self._armed[best]
-            and time_ms - self._last_fire_ms >= c.suppression_ms
-        ):
-            self._armed[best] = False
-            self._last_fire_ms = time_ms
-            return Detection(self.labels[best], float(smoothed[best]), float(time_ms))
-        return None
+        found = self._batch.update(np.asarray(posterior)[None], time_ms)
+        return found[0][1] if found else None
 
     def run(self, posteriors: np.ndarray, first_frame: int = 0, window_ms: float = 30.0) -> list[Detection]:
         """Frames (n, len(labels)) that are frames first_frame.. of the stream."""
-        found = []
-        times = frame_times(first_frame, len(posteriors), self.config.frame_ms, window_ms)
-        for posterior, time_ms in zip(posteriors, times):
-            detection = self.update(posterior, time_ms)
-            if detection:
-                found.append(detection)
-        return found
+        posteriors = np.asarray(posteriors)
+        if posteriors.ndim != 2 or posteriors.shape[1] != len(self.labels):
+            raise ValueError(f"posteriors have shape {posteriors.shape}, expected (frames, {len(self.labels)})")
+        first_ms = first_frame * self.config.frame_ms + window_ms
+        return [d for _, _, d in self._batch.run_frames(posteriors[:, None, :], first_ms)]
 
 
 def frame_times(first: int, n: int, frame_ms: float = 10.0, window_ms: float = 30.0) -> np.ndarray:
     """Stream time (ms) of frames first..first+n-1: the end of each frame's analysis window."""
     return (first + np.arange(n)) * frame_ms + window_ms
-
-
-class BatchDetector:
-    """The same decisions as one `Detector` per stream, for N streams in lockstep, vectorised."""
-
-    def __init__(self, labels: list[str], n_streams: int, config: DetectorConfig = DetectorConfig()):
-        single = Detector(labels, config)  # validates, and fixes the window sizes the same way
-        self.labels, self.config, self.n = single.labels, config, n_streams
-        self._fires = single._fires
-        self._window, self._min_above = single._window, single._min_above
-        c = len(self.labels)
-        self._ring = np.zeros((self._window, n_streams, c))
-        self._filled = 0
-        self._next = 0
-        self._sum = np.zeros((n_streams, c))
-        self._armed = np.ones((n_streams, c), bool)
-        self._above_label = np.full(n_streams, -1)
-        self._above_frames = np.zeros(n_streams, np.int64)
-        self._last_fire_ms = np.full(n_streams, -np.inf)
-        self._rows = np.arange(n_streams)
-
-    def update(self, posteriors: np.ndarray, time_ms: float) -> list[tuple[int, Detection]]:
-        """posteriors (N, classes) of one frame -> [(stream index, detection)]."""
-        if len(self._ring) and self._filled == self._window:
-            self._sum -= self._ring[self._next]
-        self._ring[self._next] = posteriors
-        self._sum += posteriors
-        self._next = (self._next + 1) % self._window
-        self._filled = min(self._filled + 1, self._window)
-        smoothed = self._sum / self._filled
-        c = self.config
-        below = smoothed < c.threshold
-        self._armed |= below
-        best = np.where(self._fires, smoothed, -1.0).argmax(axis=1)
-        above = ~below[self._rows, best] & self._fires[best]
-        same = above & (best == self._above_label)
-        self._above_frames = np.where(same, self._above_frames + 1, np.where(above, 1, 0))
-        self._above_label = np.where(above, best, -1)
-        fire = (above & (self._above_frames >= self._min_above) & self._armed[self._rows, best]
-                & (time_ms - self._last_fire_ms >= c.suppression_ms))
-        found = []
-        for i in np.flatnonzero(fire):
-            self._armed[i, best[i]] = False
-            self._last_fire_ms[i] = time_ms
-            found.append((int(i), Detection(self.labels[best[i]], float(smoothed[i, best[i]]), float(time_ms))))
-        return found

@@ -253,11 +253,7 @@ class Engine:
         posteriors = posteriors[:, 0, :]
         self.frames_seen += len(features)
         c = self.bundle.frontend
-        detections = []
-        for i in range(len(posteriors)):
-            found = self.detector.update(posteriors[i], (first + i) * c.hop_ms + c.window_ms)
-            if found is not None:
-                detections.append(found)
+        detections = self.detector.run(posteriors, first, c.window_ms)
         return ChunkResult(posteriors, detections, first)
 
     @property
@@ -293,9 +289,8 @@ class StreamBatch:
         features = self.mfcc.frames_to_mfcc(frames.transpose(1, 0, 2))  # (T, N, F)
         posteriors, self.state = self.net.run(features, self.state)
         found: list[list[Detection]] = [[] for _ in range(self.n)]
-        for t in range(n_frames):
-            time_ms = (self.frames_seen + t) * c.hop_ms + c.window_ms
-            for stream, detection in self.detector.update(posteriors[t], time_ms):
-                found[stream].append(detection)
+        first_ms = float(frame_times(self.frames_seen, 1, c.hop_ms, c.window_ms)[0])
+        for _, stream, detection in self.detector.run_frames(posteriors, first_ms):
+            found[stream].append(detection)
         self.frames_seen += n_frames
         return posteriors, found

@@ -52,8 +52,10 @@ class MfccConfig:
 
 
 @njit(cache=True)
-def _spectrum_to_mfcc(spectrum, mel_t, dct_t):
-    """rFFT rows -> power -> mel -> dB (floor 1e-10) -> DCT, in one compiled pass."""
+def _frames_to_mfcc(frames, window, mel_t, dct_t):
+    """Frames (n, window) -> windowed rFFT -> power -> mel -> dB (floor 1e-10) -> DCT, one
+    compiled call (np.fft inside numba comes from rocket-fft: pocketfft, as in scipy)."""
+    spectrum = np.fft.rfft(frames * window)
     n, bins = spectrum.shape
     power = np.empty((n, bins), np.float32)
     for i in range(n):
@@ -99,11 +101,10 @@ class Mfcc:
 
     def frames_to_mfcc(self, frames: np.ndarray) -> np.ndarray:
         """(..., window) float32 -> (..., n_mfcc) float32."""
-        spectrum = scipy.fft.rfft(frames * self._window, axis=-1)
-        if spectrum.ndim == 2:
-            return _spectrum_to_mfcc(spectrum, self._mel_t, self._dct_t)
-        flat = np.ascontiguousarray(spectrum.reshape(-1, spectrum.shape[-1]))
-        return _spectrum_to_mfcc(flat, self._mel_t, self._dct_t).reshape(*frames.shape[:-1], -1)
+        if frames.ndim == 2:
+            return _frames_to_mfcc(frames, self._window, self._mel_t, self._dct_t)
+        flat = frames.reshape(-1, frames.shape[-1])
+        return _frames_to_mfcc(flat, self._window, self._mel_t, self._dct_t).reshape(*frames.shape[:-1], -1)
 
     def __call__(self, signal: np.ndarray) -> np.ndarray:
         """Offline: a whole signal -> (n_frames, n_mfcc)."""
@@ -121,6 +122,7 @@ class StreamingMfcc:
     def __init__(self, config: MfccConfig = MfccConfig(), mfcc: Mfcc | None = None):
         self.config = config
         self.mfcc = mfcc or Mfcc(config)
+        self._window, self._hop = config.window, config.hop  # read on every push: plain ints
         self.reset()
 
     def reset(self) -> None:
@@ -129,10 +131,10 @@ class StreamingMfcc:
     def push(self, chunk: np.ndarray) -> np.ndarray:
         chunk = chunk if chunk.dtype == np.float32 and chunk.ndim == 1 else to_float32(np.ravel(chunk))
         buffer = np.concatenate((self._pending, chunk)) if len(self._pending) else chunk
-        c = self.config
-        n = c.n_frames(len(buffer))
-        self._pending = buffer[n * c.hop :].copy()
+        window, hop = self._window, self._hop
+        n = 0 if len(buffer) < window else (len(buffer) - window) // hop + 1
+        self._pending = buffer[n * hop :].copy()
         if n == 0:
-            return np.zeros((0, c.n_mfcc), np.float32)
-        frames = buffer[None, : c.window] if n == 1 else frame_view(buffer, n, c.window, c.hop)
+            return np.zeros((0, self.config.n_mfcc), np.float32)
+        frames = buffer[None, :window] if n == 1 else frame_view(buffer, n, window, hop)
         return self.mfcc.frames_to_mfcc(frames)

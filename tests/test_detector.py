@@ -98,18 +98,73 @@ def test_truth_csv_round_trip_and_errors(tmp_path):
         read_truth(tmp_path / "bad.csv")
 
 
+class ReferenceDetector:
+    """The detector's rules written out plainly, one frame at a time, to check the compiled one against."""
+
+    def __init__(self, labels, config):
+        self.labels, self.c = labels, config
+        self.window = max(1, int(round(config.average_window_ms / config.frame_ms)))
+        self.min_above = max(1, int(round(config.min_above_ms / config.frame_ms)))
+        self.armed = {label: True for label in labels}
+        self.history, self.above, self.above_frames, self.last_fire = [], None, 0, -np.inf
+
+    def update(self, posterior, time_ms):
+        self.history = (self.history + [posterior])[-self.window:]
+        smoothed = dict(zip(self.labels, np.mean(self.history, axis=0)))
+        for label, score in smoothed.items():
+            if score < self.c.threshold:
+                self.armed[label] = True
+        candidates = [label for label in self.labels if label not in ("silence", "unknown")]
+        best = max(candidates, key=lambda label: smoothed[label])  # the first of equal scores
+        if smoothed[best] < self.c.threshold:
+            self.above, self.above_frames = None, 0
+            return None
+        self.above_frames = self.above_frames + 1 if best == self.above else 1
+        self.above = best
+        if self.above_frames >= self.min_above and self.armed[best] and time_ms - self.last_fire >= self.c.suppression_ms:
+            self.armed[best], self.last_fire = False, time_ms
+            return Detection(best, smoothed[best], time_ms)
+        return None
+
+
+def random_streams(rng, n, frames):
+    streams = []
+    for _ in range(n):
+        bumps = {}
+        for start in sorted(rng.integers(0, frames - 50, frames // 60)):
+            bump = (int(start), int(start) + int(rng.integers(3, 40)), float(rng.uniform(0.4, 1.0)))
+            bumps.setdefault(LABELS[rng.integers(1, len(LABELS))], []).append(bump)
+        p = posteriors(bumps, frames) + rng.uniform(0, 0.2, (frames, len(LABELS)))
+        streams.append(p / p.sum(axis=1, keepdims=True))
+    return streams
+
+
+def assert_same_detections(expected, got):
+    assert [(d.label, d.time_ms) for d in expected] == [(d.label, d.time_ms) for d in got]
+    np.testing.assert_allclose([d.score for d in expected], [d.score for d in got])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_detector_equals_the_plain_reference(seed):
+    rng = np.random.default_rng(seed)
+    config = DetectorConfig(average_window_ms=float(rng.choice([10, 50, 200])), threshold=float(rng.uniform(0.4, 0.6)),
+                            min_above_ms=float(rng.choice([10, 30, 60])), suppression_ms=float(rng.choice([0, 300, 900])))
+    stream = random_streams(rng, 1, 1500)[0]
+    reference = ReferenceDetector(LABELS, config)
+    expected = [d for t, p in enumerate(stream) if (d := reference.update(p, t * 10.0 + 30.0))]
+    assert len(expected) >= 3
+    assert_same_detections(expected, Detector(LABELS, config).run(stream))
+    one_by_one = Detector(LABELS, config)
+    assert_same_detections(expected, [d for t, p in enumerate(stream) if (d := one_by_one.update(p, t * 10.0 + 30.0))])
+
+
 def test_batch_detector_equals_one_detector_per_stream():
     from kws.detector import BatchDetector
 
     rng = np.random.default_rng(0)
     n, frames = 7, 600
     config = DetectorConfig(average_window_ms=50, threshold=0.55, min_above_ms=30, suppression_ms=300)
-    streams = []
-    for s in range(n):
-        bumps = {LABELS[rng.integers(1, 4)]: [(int(a), int(a) + int(rng.integers(3, 40)), float(rng.uniform(0.4, 1.0)))
-                                               for a in sorted(rng.integers(0, frames - 50, 8))]}
-        p = posteriors(bumps, frames) + rng.uniform(0, 0.2, (frames, len(LABELS)))
-        streams.append(p / p.sum(axis=1, keepdims=True))
+    streams = random_streams(rng, n, frames)
     expected = [Detector(LABELS, config).run(p) for p in streams]
     batch = BatchDetector(LABELS, n, config)
     got = [[] for _ in range(n)]
@@ -118,5 +173,4 @@ def test_batch_detector_equals_one_detector_per_stream():
             got[stream].append(detection)
     assert sum(map(len, expected)) > 10
     for e, g in zip(expected, got):
-        assert [(d.label, d.time_ms) for d in e] == [(d.label, d.time_ms) for d in g]
-        np.testing.assert_allclose([d.score for d in e], [d.score for d in g])
+        assert_same_detections(e, g)

@@ -33,6 +33,9 @@ from training.data import COMMANDS, DataError, balanced_indices, load_clips, loa
 from training.sequences import AugmentConfig, SequenceMaker
 
 
+MONITORS = {"clip": "val_clip_accuracy", "stream": "val_stream_score", "both": "val_clip_plus_stream"}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="kws-train", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--data", required=True, help="Speech Commands folder (or your own words, one folder each)")
@@ -45,9 +48,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
-    parser.add_argument("--monitor", choices=("clip", "stream"), default="clip",
-                        help="keep the epoch with the best validation clip accuracy, or the best score on a "
-                        "validation stream ((hits - wrong - false alarms) / commands; for fine-tuning on streams)")
+    parser.add_argument("--warmup-epochs", type=float, default=0.0,
+                        help="rise linearly to --lr over this many epochs first (fine-tuning: avoids a shock "
+                        "to the initial weights while the optimizer's moments are still empty)")
+    parser.add_argument("--monitor", choices=tuple(MONITORS), default="clip",
+                        help="keep the epoch with the best validation clip accuracy ('clip'), the best score on a "
+                        "validation stream, (hits - wrong - false alarms) / commands ('stream'), or the best sum "
+                        "of the two ('both'; for fine-tuning on streams)")
     parser.add_argument("--patience", type=int, default=15, help="epochs without improvement before stopping")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-percent", type=float, default=10.0)
@@ -145,6 +152,7 @@ def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val
             logs["val_clip_accuracy"] = float(np.mean(posteriors.argmax(axis=1) == val_labels))
             if val_stream is not None:
                 logs["val_stream_score"] = stream_score(evaluator, *val_stream)
+                logs["val_clip_plus_stream"] = logs["val_clip_accuracy"] + logs["val_stream_score"]
             checkpoint = f"resume-{epoch + 1:04d}.keras"
             self.model.save(work / checkpoint)  # weights and optimizer state
             best_weights = None
@@ -266,7 +274,7 @@ def train(args: argparse.Namespace) -> dict:
 
     work = Path(str(args.out).rstrip("/") + ".work")
     work.mkdir(parents=True, exist_ok=True)
-    progress = Progress(work, "val_stream_score" if args.monitor == "stream" else "val_clip_accuracy")
+    progress = Progress(work, MONITORS[args.monitor])
     if progress.state["epochs_done"]:
         print(f"resuming from {work} after epoch {progress.state['epochs_done']}")
     data = make_dataset(maker, train_clips.labels, dataset.labels, args.batch_size, args.seed, progress.state["epochs_done"],
@@ -281,13 +289,16 @@ def train(args: argparse.Namespace) -> dict:
                                 args.dropout, mean, variance)
             if initial is not None:
                 model.set_weights(initial.model.get_weights())
-            schedule = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=args.epochs * len(data), alpha=0.02)
+            warmup = int(args.warmup_epochs * len(data))
+            schedule = keras.optimizers.schedules.CosineDecay(
+                args.lr / 100 if warmup else args.lr, decay_steps=args.epochs * len(data) - warmup, alpha=0.02,
+                warmup_target=args.lr if warmup else None, warmup_steps=warmup)
             model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss="sparse_categorical_crossentropy")
     inference = build_model(args.arch, mfcc.config.n_mfcc, len(dataset.labels), args.units, args.layers, 0.0, mean, variance)
     val_features = [mfcc(a) for a in val_clips.audio]
     val_noise = load_noise(dataset.noise_files, "validation")
     val_stream = None
-    if args.monitor == "stream":
+    if args.monitor in ("stream", "both"):
         from training.make_stream import build_stream
 
         audio, truth = build_stream(val_clips, dataset.labels, val_noise, 480, np.random.default_rng([args.seed, 7]))
@@ -324,7 +335,8 @@ def train(args: argparse.Namespace) -> dict:
         "strategy": args.strategy,
         "replicas": int(strategy.num_replicas_in_sync),
         "augment": augment.to_dict(),
-        "hyperparameters": {k: getattr(args, k) for k in ("units", "layers", "dropout", "batch_size", "lr", "epochs", "patience", "repeat")},
+        "hyperparameters": {k: getattr(args, k) for k in ("units", "layers", "dropout", "batch_size", "lr", "warmup_epochs",
+                                                            "epochs", "patience", "repeat")},
         "monitor": progress.monitor,
         "fit_seconds": round(fit_seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
