@@ -89,3 +89,19 @@ def test_bad_data_folder_is_one_line_error(tmp_path):
 def test_mistyped_flag_is_refused(tmp_path):
     result = run_cli("training.train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--epoch", "3")
     assert result.returncode == 2 and "unrecognized arguments: --epoch 3" in result.stderr
+
+
+def test_fine_tuning_with_warmup_keeps_the_best_sum_of_clip_and_stream_scores(trained, tiny_dataset, tmp_path):
+    start, _ = trained
+    out = tmp_path / "tuned"
+    result = run_cli("training.train", "--data", str(tiny_dataset), "--out", str(out), "--init", str(start),
+                     "--epochs", "3", "--warmup-epochs", "1", "--monitor", "both", "--lr", "1e-3", *SMALL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    meta = load_bundle(out).metadata
+    history = meta["history"]
+    for h in history:
+        assert abs(h["val_clip_plus_stream"] - (h["val_clip_accuracy"] + h["val_stream_score"])) < 1e-9
+    best = max(history, key=lambda h: h["val_clip_plus_stream"])
+    assert meta["best_epoch"] == best["epoch"] and meta["monitor"] == "val_clip_plus_stream"
+    assert meta["hyperparameters"]["warmup_epochs"] == 1.0
+    assert meta["init_from"]["path"] == str(start)
