@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -105,20 +104,23 @@ def measure(path: str, data: str, split_salt: str, stream_minutes: float, seed: 
 
 
 def train_all(args) -> list[str]:
-    """Train every (arch, units) with the shipped recipe: clip stage, then stream stage."""
-    out = Path(args.train_dir)
+    """Train every (arch, units) with the shipped recipe (training/recipe.py), both architectures of a
+    size at the same time, one core each, as the shipped models were."""
+    from training import recipe
+
     paths = []
     for units in args.units:
+        runs = []
         for arch in ("gru", "lstm"):
-            clips, final = out / f"{arch}{units}_clips", out / f"{arch}{units}"
-            common = ["--data", args.data, "--arch", arch, "--units", str(units), "--val-percent", "15",
-                      "--test-percent", "0", "--split-salt", args.split_salt, "--seed", str(args.seed), "--quiet"]
-            for stage in ([*common, "--out", str(clips), "--epochs", str(args.clip_epochs), "--patience", "20",
-                           "--seq-seconds", "1.2", "--stream-minutes", "5"],
-                          [*common, "--out", str(final), "--init", str(clips), "--epochs", str(args.stream_epochs),
-                           "--patience", "12", "--lr", "5e-4", "--seq-seconds", "4", "--monitor", "stream"]):
-                subprocess.run([sys.executable, "-m", "training.train", *stage], check=True)
-            paths.append(str(final))
+            out = str(Path(args.train_dir) / f"{arch}{units}")
+            runs.append(subprocess.Popen([sys.executable, "-m", "training.recipe", "--data", args.data, "--arch", arch,
+                                          "--units", str(units), "--out", out, "--work", args.train_dir,
+                                          "--seed", str(args.seed), "--split-salt", args.split_salt],
+                                         env={**os.environ, **recipe.ONE_CORE}))
+            paths.append(out)
+        for process in runs:
+            if process.wait():
+                raise SystemExit(f"error: training failed: {' '.join(process.args)}")
     return paths
 
 
@@ -252,8 +254,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", action="store_true", help="train every architecture and size first")
     parser.add_argument("--train-dir", default="runs/compare")
     parser.add_argument("--units", type=int, nargs="+", default=[128, 64])
-    parser.add_argument("--clip-epochs", type=int, default=70)
-    parser.add_argument("--stream-epochs", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stream-minutes", type=float, default=15.0)
     parser.add_argument("--out", default="docs/comparison.md")
