@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 SPEED_SECONDS = 20.0
+STREAM_SEED = 100  # the validation stream every bundle is scored on
 
 
 def folder_bytes(path: Path) -> int:
@@ -82,7 +83,8 @@ def measure(path: str, data: str, split_salt: str, stream_minutes: float, seed: 
     bundle = load_bundle(path)
     meta = bundle.metadata
     words = tuple(label for label in bundle.labels if label not in ("silence", "unknown"))
-    dataset = scan(data, words, meta.get("val_percent", 15.0), meta.get("test_percent", 0.0), split_salt)
+    dataset = scan(data, words, meta.get("val_percent", 15.0), meta.get("test_percent", 0.0),
+                   meta.get("split_salt", split_salt))
     val = load_clips(dataset.clips("validation"), dataset.labels)
     mfcc = Mfcc(bundle.frontend)
     accuracy = float(np.mean(clip_posteriors(bundle.model, [mfcc(a) for a in val.audio]).argmax(1) == val.labels))
@@ -94,7 +96,7 @@ def measure(path: str, data: str, split_salt: str, stream_minutes: float, seed: 
     stream = score_stream(detections, truth, len(audio) / bundle.frontend.sample_rate).to_dict()
     return {
         "bundle": path, "arch": bundle.arch, "units": bundle.units, "layers": bundle.layers,
-        "params": bundle.n_params, "bundle_kb": round(folder_bytes(bundle.path) / 1024, 1),
+        "seed": meta.get("seed"), "params": bundle.n_params, "bundle_kb": round(folder_bytes(bundle.path) / 1024, 1),
         "val_clips": len(val.labels), "val_clip_accuracy": round(accuracy, 4),
         "stream": stream, "ms_per_hop": round(per_hop_ms(bundle), 4),
         "engine_kb": round(engine_bytes(bundle) / 1024, 1),
@@ -104,53 +106,82 @@ def measure(path: str, data: str, split_salt: str, stream_minutes: float, seed: 
 
 
 def train_all(args) -> list[str]:
-    """Train every (arch, units) with the shipped recipe (training/recipe.py), both architectures of a
-    size at the same time, one core each, as the shipped models were."""
+    """Train every (size, seed, arch) with the shipped recipe (training/recipe.py); the GRU and
+    the LSTM of one size and seed at the same time, one core each, as the shipped models were."""
     from training import recipe
 
     paths = []
     for units in args.units:
-        runs = []
-        for arch in ("gru", "lstm"):
-            out = str(Path(args.train_dir) / f"{arch}{units}")
-            runs.append(subprocess.Popen([sys.executable, "-m", "training.recipe", "--data", args.data, "--arch", arch,
-                                          "--units", str(units), "--out", out, "--work", args.train_dir,
-                                          "--seed", str(args.seed), "--split-salt", args.split_salt],
-                                         env={**os.environ, **recipe.ONE_CORE}))
-            paths.append(out)
-        for process in runs:
-            if process.wait():
-                raise SystemExit(f"error: training failed: {' '.join(process.args)}")
+        for seed in args.seeds:
+            runs = []
+            for arch in ("gru", "lstm"):
+                out = str(Path(args.train_dir) / f"{arch}{units}_s{seed}")
+                runs.append(subprocess.Popen([sys.executable, "-m", "training.recipe", "--data", args.data,
+                                              "--arch", arch, "--units", str(units), "--out", out,
+                                              "--work", args.train_dir, "--seed", str(seed),
+                                              "--split-salt", args.split_salt], env={**os.environ, **recipe.ONE_CORE}))
+                paths.append(out)
+            for process in runs:
+                if process.wait():
+                    raise SystemExit(f"error: training failed: {' '.join(process.args)}")
     return paths
 
 
+def mean(rows: list[dict], key) -> float:
+    return float(np.mean([key(r) for r in rows]))
+
+
+def accuracy_summary(rows: list[dict]) -> str:
+    """'0.850' for one seed; 'mean 0.850 (0.840-0.860, 3 seeds)' for several."""
+    values = [r["val_clip_accuracy"] for r in rows]
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"mean {np.mean(values):.3f} ({min(values):.3f}-{max(values):.3f}, {len(values)} seeds)"
+
+
 def verdicts(rows: list[dict]) -> list[str]:
-    by = {(r["arch"], r["units"]): r for r in rows}
+    """One sentence per claim and size; with several seeds, means over the seeds."""
     lines = []
     for units in sorted({r["units"] for r in rows}, reverse=True):
-        g, l = by.get(("gru", units)), by.get(("lstm", units))
-        if not (g and l):
+        gs = [r for r in rows if r["arch"] == "gru" and r["units"] == units]
+        ls = [r for r in rows if r["arch"] == "lstm" and r["units"] == units]
+        if not (gs and ls):
             continue
+        g, l = gs[0], ls[0]
         p = g["params"] / l["params"]
         lines.append(f"- **Fewer parameters** ({units} units): GRU has {p:.2f}x the LSTM's parameters "
                      f"({g['params']:,} vs {l['params']:,}): {'supported' if p < 1 else 'not supported'}.")
-        t = g["seconds_per_epoch"][-1] / l["seconds_per_epoch"][-1] if l["seconds_per_epoch"][-1] else float("nan")
+        t = mean(gs, lambda r: r["seconds_per_epoch"][-1]) / mean(ls, lambda r: r["seconds_per_epoch"][-1])
         lines.append(f"- **Faster training** ({units} units): GRU's seconds per epoch are {t:.2f}x the LSTM's "
-                     f"(stream stage, same machine and conditions): {'supported' if t < 0.95 else 'not supported' if t > 1.05 else 'no clear difference'}.")
+                     f"(stream stage, same machine and conditions): {ratio_verdict(t)}.")
         m = g["engine_kb"] / l["engine_kb"]
         lines.append(f"- **Less memory** ({units} units): the GRU engine holds {m:.2f}x the LSTM's bytes "
                      f"(weights + state){train_memory(g, l)}: {'supported' if m < 1 else 'not supported'}.")
-        s = g["ms_per_hop"] / l["ms_per_hop"]
+        s = mean(gs, lambda r: r["ms_per_hop"]) / mean(ls, lambda r: r["ms_per_hop"])
         lines.append(f"- **Faster inference** ({units} units): GRU's per-hop time is {s:.2f}x the LSTM's "
-                     f"({g['ms_per_hop']} vs {l['ms_per_hop']} ms): {'supported' if s < 0.95 else 'not supported' if s > 1.05 else 'no clear difference'}.")
-        d = g["val_clip_accuracy"] - l["val_clip_accuracy"]
-        n = g["val_clips"]
-        noise = 2 * np.sqrt(0.25 / n)  # about two standard errors of an accuracy near 0.5 on n clips
-        verdict = ("supported (within noise)" if abs(d) <= noise else
-                   f"not supported: the {'GRU' if d > 0 else 'LSTM'} is more accurate")
-        lines.append(f"- **About the same accuracy** ({units} units): GRU {g['val_clip_accuracy']:.3f} vs LSTM "
-                     f"{l['val_clip_accuracy']:.3f} on {n} clips (difference {d:+.3f}, noise about ±{noise:.3f}): {verdict}.")
+                     f"({mean(gs, lambda r: r['ms_per_hop']):.4f} vs {mean(ls, lambda r: r['ms_per_hop']):.4f} ms): "
+                     f"{ratio_verdict(s)}.")
+        lines.append(accuracy_verdict(units, gs, ls))
     return lines
+
+
+def ratio_verdict(ratio: float) -> str:
+    return "supported" if ratio < 0.95 else "not supported" if ratio > 1.05 else "no clear difference"
+
+
+def accuracy_verdict(units: int, gs: list[dict], ls: list[dict]) -> str:
+    """Mean difference against the larger of: two standard errors of an accuracy on n clips, and
+    half the seed-to-seed range of either architecture (when there are several seeds)."""
+    d = mean(gs, lambda r: r["val_clip_accuracy"]) - mean(ls, lambda r: r["val_clip_accuracy"])
+    n = gs[0]["val_clips"]
+    noise = 2 * np.sqrt(0.25 / n)  # about two standard errors of an accuracy near 0.5 on n clips
+    for group in (gs, ls):
+        values = [r["val_clip_accuracy"] for r in group]
+        noise = max(noise, (max(values) - min(values)) / 2)
+    verdict = ("supported (within noise)" if abs(d) <= noise else
+               f"not supported: the {'GRU' if d > 0 else 'LSTM'} is more accurate")
+    return (f"- **About the same accuracy** ({units} units): GRU {accuracy_summary(gs)} vs LSTM "
+            f"{accuracy_summary(ls)} on {n} clips (difference {d:+.3f}, noise about ±{noise:.3f}): {verdict}.")
 
 
 def train_memory(g: dict, l: dict) -> str:
@@ -172,7 +203,7 @@ def plots(rows: list[dict], folder: Path, stem: str) -> list[str]:
         history = r["history"]
         acc = [h["val_clip_accuracy"] for h in history]
         ax.plot(range(1, len(acc) + 1), acc, color=colours[r["arch"]], alpha=1.0 if r["units"] == max(x["units"] for x in rows) else 0.5,
-                label=f"{r['arch']} {r['layers']}x{r['units']}")
+                label=f"{r['arch']} {r['layers']}x{r['units']} seed {r['seed']}")
         stage_one = len(r["first_stage_history"])
         if stage_one < len(history):
             ax.axvline(stage_one + 0.5, color="grey", lw=0.5, ls=":")
@@ -194,9 +225,13 @@ def plots(rows: list[dict], folder: Path, stem: str) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(5, 4))
     for arch in ("gru", "lstm"):
-        points = sorted((r["params"], r["val_clip_accuracy"]) for r in rows if r["arch"] == arch)
-        if points:
-            ax.plot(*zip(*points), marker="o", color=colours[arch], label=arch)
+        sizes = sorted({r["params"] for r in rows if r["arch"] == arch})
+        values = [[r["val_clip_accuracy"] for r in rows if r["arch"] == arch and r["params"] == p] for p in sizes]
+        if sizes:
+            means = [np.mean(v) for v in values]
+            spread = [[m - min(v) for m, v in zip(means, values)], [max(v) - m for m, v in zip(means, values)]]
+            ax.errorbar(sizes, means, yerr=spread, marker="o", capsize=3, color=colours[arch],
+                        label=f"{arch} (mean, min-max over seeds)")
     ax.set_xlabel("parameters")
     ax.set_ylabel("validation clip accuracy")
     ax.legend()
@@ -230,7 +265,7 @@ def report(rows: list[dict], images: list[str], command: str, machine: str) -> s
     for r in rows:
         s = r["stream"]
         lines.append("| " + " | ".join(str(x) for x in [
-            f"{r['arch']} {r['layers']}x{r['units']}", f"{r['params']:,}", r["bundle_kb"], r["engine_kb"],
+            f"{r['arch']} {r['layers']}x{r['units']} seed {r['seed']}", f"{r['params']:,}", r["bundle_kb"], r["engine_kb"],
             f"{r['val_clip_accuracy']:.4f}", f"{s['hits']}/{s['commands']}", s["wrong"], s["false_alarms_per_hour"],
             s["latency_ms"]["median"], r["ms_per_hop"], ", ".join(map(str, r["seconds_per_epoch"])),
             ", ".join(map(str, r["epochs_to_best"])), r["train_seconds"], r["peak_train_rss_mb"]]) + " |")
@@ -254,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", action="store_true", help="train every architecture and size first")
     parser.add_argument("--train-dir", default="runs/compare")
     parser.add_argument("--units", type=int, nargs="+", default=[128, 64])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="with --train: training seeds")
     parser.add_argument("--stream-minutes", type=float, default=15.0)
     parser.add_argument("--out", default="docs/comparison.md")
     args = parser.parse_args(argv)
@@ -263,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.common import machine
 
     paths = train_all(args) if args.train else args.bundles
-    rows = [measure(p, args.data, args.split_salt, args.stream_minutes, args.seed + 100) for p in paths]
+    rows = [measure(p, args.data, args.split_salt, args.stream_minutes, STREAM_SEED) for p in paths]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     images = plots(rows, out.parent, out.stem)

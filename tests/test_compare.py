@@ -1,0 +1,61 @@
+"""The GRU-vs-LSTM report: measured on real (espeak-ng) bundles, and its verdicts."""
+
+import json
+
+import numpy as np
+
+from kws.bundle import load_bundle
+from kws.frontend import Mfcc
+from kws.recognizer import clip_posteriors
+from tests.conftest import SMALL, run_cli
+from training.compare import accuracy_verdict
+from training.data import load_clips, scan
+
+
+def test_report_from_two_bundles(trained, tiny_dataset, tmp_path):
+    gru, _ = trained
+    lstm = tmp_path / "lstm"
+    result = run_cli("training.train", "--data", str(tiny_dataset), "--out", str(lstm), "--arch", "lstm",
+                     "--epochs", "3", *SMALL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path / "report" / "comparison.md"
+    result = run_cli("training.compare", "--data", str(tiny_dataset), "--bundles", str(gru), str(lstm),
+                     "--stream-minutes", "0.5", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    rows = {r["arch"]: r for r in json.loads(out.with_suffix(".json").read_text())["rows"]}
+    for arch, path in (("gru", gru), ("lstm", lstm)):
+        bundle = load_bundle(path)
+        assert rows[arch]["params"] == bundle.n_params
+        meta = bundle.metadata
+        data = scan(tiny_dataset, tuple(bundle.labels[2:]), meta["val_percent"], meta["test_percent"], meta["split_salt"])
+        val = load_clips(data.clips("validation"), bundle.labels)
+        mfcc = Mfcc(bundle.frontend)
+        accuracy = np.mean(clip_posteriors(bundle.model, [mfcc(a) for a in val.audio]).argmax(1) == val.labels)
+        assert abs(rows[arch]["val_clip_accuracy"] - accuracy) < 1e-3
+        assert rows[arch]["ms_per_hop"] > 0 and rows[arch]["stream"]["commands"] > 0
+
+    report = out.read_text()
+    assert "gru 1x32 seed 1" in report and "lstm 1x32 seed 0" in report
+    # same units: the GRU has 3 gate blocks to the LSTM's 4, so fewer parameters
+    assert rows["gru"]["params"] < rows["lstm"]["params"]
+    assert "**Fewer parameters** (32 units): GRU has" in report and "LSTM's parameters" in report
+    for claim in ("Faster training", "Less memory", "Faster inference", "About the same accuracy"):
+        assert f"**{claim}** (32 units)" in report
+    for png in out.parent.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(list(out.parent.glob("*.png"))) == 3
+
+
+def row(arch, accuracy, seed=0):
+    return {"arch": arch, "units": 128, "val_clips": 600, "val_clip_accuracy": accuracy, "seed": seed}
+
+
+def test_accuracy_verdict_uses_the_seed_spread():
+    # one seed each: a difference of 0.10 on 600 clips is beyond two standard errors (±0.041)
+    assert "not supported: the GRU is more accurate" in accuracy_verdict(128, [row("gru", 0.85)], [row("lstm", 0.75)])
+    assert "supported (within noise)" in accuracy_verdict(128, [row("gru", 0.80)], [row("lstm", 0.78)])
+    # several seeds whose spread is wider than the difference of the means
+    verdict = accuracy_verdict(128, [row("gru", 0.70, 0), row("gru", 0.90, 1)], [row("lstm", 0.75, 0), row("lstm", 0.79, 1)])
+    assert "mean 0.800 (0.700-0.900, 2 seeds)" in verdict and "noise about ±0.100" in verdict
+    assert "supported (within noise)" in verdict
