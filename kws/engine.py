@@ -2,8 +2,10 @@
 
 Audio chunks of any length go in; each 10 ms hop costs one MFCC frame and one
 recurrent cell step per layer, with the state (GRU: h; LSTM: h and c) carried over
-for as long as the stream lives. The fast path is NumPy running the trained Keras
-weights: a Keras call costs milliseconds, a NumPy cell step microseconds.
+for as long as the stream lives. The fast path runs the trained Keras weights in
+code compiled by numba: per chunk, one call for the MFCC frames, one for the whole
+network and one for the detector. A Keras call costs milliseconds; a hop here costs
+tens of microseconds.
 
 `RecurrentNet` steps N independent streams at once (their states are rows of one
 matrix); `Engine` is one stream: frontend + network + detector.
