@@ -105,3 +105,21 @@ def test_fine_tuning_with_warmup_keeps_the_best_sum_of_clip_and_stream_scores(tr
     assert meta["best_epoch"] == best["epoch"] and meta["monitor"] == "val_clip_plus_stream"
     assert meta["hyperparameters"]["warmup_epochs"] == 1.0
     assert meta["init_from"]["path"] == str(start)
+
+
+def test_recipe_commands_are_valid_and_skip_finished_steps(tmp_path):
+    from training import recipe
+    from training.train import parse_args
+
+    steps = recipe.commands("DATA", "lstm", 64, str(tmp_path / "out"), str(tmp_path / "work"), seed=3)
+    clip_stage, stream_stage = (parse_args(command[1:]) for _, command in steps[:2])
+    assert (clip_stage.arch, clip_stage.units, clip_stage.seed) == ("lstm", 64, 3)
+    assert stream_stage.init == str(steps[0][0]) and stream_stage.monitor == "both" and stream_stage.warmup_epochs == 2
+    assert steps[2][1][0] == "training.tune_detector"
+    out = tmp_path / "out"
+    assert not any(recipe.is_done(output, command[0]) for output, command in steps)
+    out.mkdir()
+    (out / "bundle.json").write_text(json.dumps({"detector": None}))
+    assert recipe.is_done(out, "training.train") and not recipe.is_done(out, "training.tune_detector")
+    (out / "bundle.json").write_text(json.dumps({"detector": {"threshold": 0.5, "tuned": {}}}))
+    assert recipe.is_done(out, "training.tune_detector")
