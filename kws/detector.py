@@ -132,9 +132,10 @@ class BatchDetector:
         if posteriors.ndim != 3 or posteriors.shape[1:] != self._sums.shape:
             raise ValueError(f"posteriors have shape {posteriors.shape}, expected (frames, {self.n}, {len(self.labels)})")
         step_ms = self.config.frame_ms
-        fired, scores, count = _detect(posteriors, float(first_ms), step_ms, self._ring, self._sums, self.smoothed, self._armed, self._fires,
-                        self._counters, self._above_label, self._above_frames, self._last_fire_ms,
-                        self.config.threshold, self._min_above, self.config.suppression_ms)
+        fired, scores, count = _detect(
+            posteriors, float(first_ms), step_ms, self._ring, self._sums, self.smoothed, self._armed, self._fires,
+            self._counters, self._above_label, self._above_frames, self._last_fire_ms, self.config.threshold,
+            self._min_above, self.config.suppression_ms)
         if not count:
             return []
         return [(int(t), int(i), Detection(self.labels[fired[t, i]], float(scores[t, i]), first_ms + t * step_ms))
@@ -173,10 +174,15 @@ class Detector:
         posteriors = np.asarray(posteriors)
         if posteriors.ndim != 2 or posteriors.shape[1] != len(self.labels):
             raise ValueError(f"posteriors have shape {posteriors.shape}, expected (frames, {len(self.labels)})")
-        first_ms = first_frame * self.config.frame_ms + window_ms
+        first_ms = frame_time(first_frame, self.config.frame_ms, window_ms)
         return [d for _, _, d in self._batch.run_frames(posteriors[:, None, :], first_ms)]
 
 
+def frame_time(index, frame_ms: float = 10.0, window_ms: float = 30.0):
+    """Stream time (ms) of frame `index` (an int or an array): the end of its analysis window."""
+    return index * frame_ms + window_ms
+
+
 def frame_times(first: int, n: int, frame_ms: float = 10.0, window_ms: float = 30.0) -> np.ndarray:
-    """Stream time (ms) of frames first..first+n-1: the end of each frame's analysis window."""
-    return (first + np.arange(n)) * frame_ms + window_ms
+    """Stream time (ms) of frames first..first+n-1."""
+    return frame_time(first + np.arange(n), frame_ms, window_ms)

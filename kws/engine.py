@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from kws.bundle import Bundle
-from kws.detector import BatchDetector, Detection, Detector, DetectorConfig, frame_times
+from kws.detector import BatchDetector, Detection, Detector, DetectorConfig, frame_time, frame_times
 from kws.frontend import Mfcc, StreamingMfcc, frame_view
 
 
@@ -291,7 +291,7 @@ class StreamBatch:
         features = self.mfcc.frames_to_mfcc(frames.transpose(1, 0, 2))  # (T, N, F)
         posteriors, self.state = self.net.run(features, self.state)
         found: list[list[Detection]] = [[] for _ in range(self.n)]
-        first_ms = float(frame_times(self.frames_seen, 1, c.hop_ms, c.window_ms)[0])
+        first_ms = frame_time(self.frames_seen, c.hop_ms, c.window_ms)
         for _, stream, detection in self.detector.run_frames(posteriors, first_ms):
             found[stream].append(detection)
         self.frames_seen += n_frames
