@@ -59,3 +59,11 @@ def test_accuracy_verdict_uses_the_seed_spread():
     verdict = accuracy_verdict(128, [row("gru", 0.70, 0), row("gru", 0.90, 1)], [row("lstm", 0.75, 0), row("lstm", 0.79, 1)])
     assert "mean 0.800 (0.700-0.900, 2 seeds)" in verdict and "noise about ±0.100" in verdict
     assert "supported (within noise)" in verdict
+
+
+def test_missing_bundle_is_one_line_error(tiny_dataset, tmp_path):
+    result = run_cli("training.compare", "--data", str(tiny_dataset), "--bundles", str(tmp_path / "nope"),
+                     "--out", str(tmp_path / "c.md"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'nope'}: no such model bundle")

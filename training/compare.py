@@ -306,7 +306,15 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.common import machine
 
     paths = train_all(args) if args.train else args.bundles
-    rows = [measure(p, args.data, args.split_salt, args.stream_minutes, STREAM_SEED) for p in paths]
+    from kws.audio import AudioError
+    from kws.bundle import BundleError
+    from training.data import DataError
+
+    try:
+        rows = [measure(p, args.data, args.split_salt, args.stream_minutes, STREAM_SEED) for p in paths]
+    except (BundleError, DataError, AudioError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     for row, ms in zip(rows, per_hop_ms(paths)):
         row["ms_per_hop"] = round(ms, 4)
     out = Path(args.out)
