@@ -1,0 +1,47 @@
+"""One error contract for every entry point (`kws`, `kws-train`, `python -m training.*`).
+
+A `KwsError` is a problem the user can fix (a bad file, a bad model folder, a bad
+option value); its message names the thing and the problem, and the entry point
+prints it as one `error: ...` line. Anything else that escapes is a bug and keeps its
+traceback. Each error class carries the exit status for its situation, the same in
+every command.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 1  # an input file could not be used (the others were still processed)
+EXIT_USAGE = 2  # bad command line, option value, model bundle, data folder or truth file
+EXIT_DEVICE = 3  # the audio device failed or does not exist
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM
+
+EXIT_CODES_HELP = (
+    "exit status: 0 ok; 1 an input file could not be used (the others were processed); "
+    "2 bad usage, option value, model, data folder or truth file; 3 audio device error; 130 interrupted"
+)
+
+
+class KwsError(Exception):
+    """A user-facing error: printed as one line, never a traceback."""
+
+    exit_code = EXIT_USAGE
+
+
+class InputFileError(KwsError):
+    """An input file (audio) that cannot be used."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class DeviceError(KwsError):
+    """An audio device that is missing or fails."""
+
+    exit_code = EXIT_DEVICE
+
+
+def report(error: KwsError) -> int:
+    """Print the one-line message and return the exit status."""
+    import sys
+
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    return error.exit_code
