@@ -22,25 +22,15 @@ import time
 
 import numpy as np
 
-from benchmarks.common import machine, speechlike, table
+from benchmarks.common import machine, per_hop_fast, speechlike, table
 from kws.bundle import load_bundle
 from kws.engine import Engine, StreamBatch
 from kws.frontend import StreamingMfcc
-from kws.models import stateful_copy
-
-
-def per_hop_fast(bundle, audio: np.ndarray, hop: int) -> float:
-    engine = Engine(bundle)
-    engine.process(audio[:hop * 10])
-    engine.reset()
-    start = time.perf_counter()
-    for i in range(0, len(audio) - hop + 1, hop):
-        engine.process(audio[i : i + hop])
-    return (time.perf_counter() - start) / (len(audio) // hop)
+from kws.models import load_keras_model, stateful_copy
 
 
 def per_hop_keras(bundle, audio: np.ndarray, hop: int, how: str, hops: int) -> float:
-    model = stateful_copy(bundle.model, bundle.arch, bundle.units, bundle.layers)
+    model = stateful_copy(load_keras_model(bundle.path), bundle.arch, bundle.units, bundle.layers)
     frontend = StreamingMfcc(bundle.frontend)
     call = (lambda x: model(x, training=False)) if how == "call" else model.predict_on_batch
     warm = frontend.push(audio[: bundle.frontend.window])

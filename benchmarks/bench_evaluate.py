@@ -23,6 +23,7 @@ from kws.audio import load_audio
 from kws.bundle import load_bundle
 from kws.evaluate import evaluate
 from kws.frontend import Mfcc
+from kws.models import load_keras_model
 
 
 def main(argv=None) -> dict:
@@ -43,9 +44,10 @@ def main(argv=None) -> dict:
         t_batched = time.perf_counter() - start
         assert len(batched.clips) == args.clips
         mfcc = Mfcc(bundle.frontend)
+        model = load_keras_model(bundle.path)
         start = time.perf_counter()
         for path in paths:
-            bundle.model.predict_on_batch(mfcc(load_audio(path))[None])
+            model.predict_on_batch(mfcc(load_audio(path))[None])
         t_single = time.perf_counter() - start
     result = {
         "model": str(args.model), "clips": args.clips,

@@ -9,10 +9,12 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from kws.errors import InputFileError
+
 SAMPLE_RATE = 16000
 
 
-class AudioError(ValueError):
+class AudioError(InputFileError):
     """A file that cannot be used as audio. The message names the file and the problem."""
 
     def __init__(self, path, problem: str):
@@ -84,15 +86,25 @@ def load_audio(path: str | os.PathLike, min_samples: int = 480) -> np.ndarray:
     return audio
 
 
-def audio_duration_s(path: str | os.PathLike) -> float:
-    """Duration from the header alone (no decoding); AudioError if unreadable."""
-    path = Path(path)
+def _info(path: Path):
     _check_file(path)
     try:
-        info = sf.info(str(path))
+        return sf.info(str(path))
     except SOUNDFILE_ERRORS as error:
         raise _unreadable(path, error) from None
+
+
+def audio_duration_s(path: str | os.PathLike) -> float:
+    """Duration from the header alone (no decoding); AudioError if unreadable."""
+    info = _info(Path(path))
     return info.frames / info.samplerate
+
+
+def check_readable(path: str | os.PathLike) -> None:
+    """Cheap checks from the header (no decoding): exists, is audio, holds samples."""
+    path = Path(path)
+    if _info(path).frames == 0:
+        raise AudioError(path, "contains no audio samples (truncated or empty data chunk)")
 
 
 def iter_blocks(path: str | os.PathLike, block_s: float = 1.0):

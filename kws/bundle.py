@@ -16,22 +16,37 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kws.errors import KwsError
 from kws.frontend import MfccConfig
+from kws.network import Network, NetworkError, read_keras_file
 
 MODEL_FILE = "model.keras"
 META_FILE = "bundle.json"
 FORMAT_VERSION = 1
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SPLIT_KEYS = ("val_percent", "test_percent", "split_salt")
+
+
+def _assets_folder() -> Path:
+    """The shipped models: inside the package when installed from a wheel (pyproject.toml
+    maps the top-level assets/ there), beside the package in a checkout."""
+    package = Path(__file__).resolve().parent
+    installed = package / "assets"
+    return installed if installed.is_dir() else package.parent / "assets"
+
+
+ASSETS = _assets_folder()
 DEFAULT_MODELS = {"gru": ASSETS / "gru", "lstm": ASSETS / "lstm"}
 
 
-class BundleError(ValueError):
+class BundleError(KwsError):
     """A bundle that cannot be loaded; the message names it and the problem."""
 
 
 @dataclass
 class Bundle:
-    model: object  # keras.Model
+    """A model's settings and, once loaded, its network. The bundle is the one source of
+    a model's sample rate, frame timing, labels and data split."""
+
     labels: list[str]
     frontend: MfccConfig
     arch: str
@@ -40,10 +55,16 @@ class Bundle:
     path: Path | None = None
     metadata: dict = field(default_factory=dict)
     detector: dict | None = None  # tuned DetectorConfig settings, if any
+    network: Network | None = None  # None while a bundle is being written by training
 
     @property
     def n_params(self) -> int:
-        return int(self.model.count_params())
+        return self.network.n_params
+
+    @property
+    def split(self) -> dict:
+        """The data split the model was trained with: `val_percent`, `test_percent`, `split_salt`."""
+        return {key: self.metadata[key] for key in SPLIT_KEYS if key in self.metadata}
 
 
 def sha256_file(path: Path) -> str:
@@ -54,12 +75,15 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_bundle(bundle: Bundle, out: str | os.PathLike) -> Path:
+def save_bundle(bundle: Bundle, model, out: str | os.PathLike) -> Path:
+    """Write `model` (a Keras model: anything with `.save(path)` and `.count_params()`)
+    and the bundle's settings into the folder `out`, atomically."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        bundle.model.save(staging / MODEL_FILE)
+        staging.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
+        model.save(staging / MODEL_FILE)
         meta = {
             "format_version": FORMAT_VERSION,
             "arch": bundle.arch,
@@ -68,7 +92,7 @@ def save_bundle(bundle: Bundle, out: str | os.PathLike) -> Path:
             "labels": list(bundle.labels),
             "frontend": bundle.frontend.to_dict(),
             "model_sha256": sha256_file(staging / MODEL_FILE),
-            "n_params": bundle.n_params,
+            "n_params": int(model.count_params()),
             "training": bundle.metadata,
             "detector": bundle.detector,
         }
@@ -128,8 +152,7 @@ def read_metadata(path: Path) -> dict:
 
 
 def load_bundle(name_or_path: str | os.PathLike = "gru") -> Bundle:
-    import keras
-
+    """Read a bundle's settings and its network's weights (no TensorFlow needed)."""
     path = resolve_model(name_or_path)
     meta = read_metadata(path)
     try:
@@ -137,17 +160,16 @@ def load_bundle(name_or_path: str | os.PathLike = "gru") -> Bundle:
     except TypeError as error:
         raise BundleError(f"{path / META_FILE}: bad frontend settings ({error})") from None
     try:
-        model = keras.saving.load_model(path / MODEL_FILE, compile=False)
-    except Exception as error:  # Keras raises many types for a corrupt archive; report it as one
-        raise BundleError(f"{path / MODEL_FILE}: cannot load the Keras model ({type(error).__name__})") from None
-    if model.output_shape[-1] != len(meta["labels"]):
-        raise BundleError(
-            f"{path}: the model has {model.output_shape[-1]} outputs but {META_FILE} lists {len(meta['labels'])} labels"
-        )
-    if model.input_shape[-1] != frontend.n_mfcc:
-        raise BundleError(f"{path}: the model takes {model.input_shape[-1]} features but the frontend makes {frontend.n_mfcc}")
+        network = read_keras_file(path / MODEL_FILE)
+    except NetworkError as error:
+        raise BundleError(f"{path / MODEL_FILE}: cannot use this model: {error}") from None
+    if network.n_classes != len(meta["labels"]):
+        raise BundleError(f"{path}: the model has {network.n_classes} outputs but {META_FILE} lists {len(meta['labels'])} labels")
+    if network.n_features != frontend.n_mfcc:
+        raise BundleError(f"{path}: the model takes {network.n_features} features but the frontend makes {frontend.n_mfcc}")
+    if network.arch != meta["arch"]:
+        raise BundleError(f"{path}: {MODEL_FILE} holds a {network.arch.upper()} but {META_FILE} says {meta['arch']}")
     return Bundle(
-        model=model,
         labels=list(meta["labels"]),
         frontend=frontend,
         arch=meta["arch"],
@@ -156,4 +178,5 @@ def load_bundle(name_or_path: str | os.PathLike = "gru") -> Bundle:
         path=path,
         metadata=meta.get("training", {}),
         detector=meta.get("detector"),
+        network=network,
     )

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from kws import interrupt
+from kws.audio import AudioError, check_readable, load_audio
+from kws.errors import (EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_INTERRUPTED, KwsError, positive_float, positive_int, probability,
+                        report)
 
-from kws import interrupt  # noqa: E402
-from kws.audio import AudioError, load_audio  # noqa: E402
-from kws.bundle import BundleError  # noqa: E402
-from kws.scoring import TruthError  # noqa: E402
+# The runtime never imports TensorFlow or Keras: the bundle's weights are read with h5py
+# and run by the numba engine. Inputs are checked before the model is loaded, so a bad
+# path is reported at once.
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
@@ -26,47 +27,50 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kws", description="Streaming speech-command recognition.", allow_abbrev=False)
+    parser = argparse.ArgumentParser(prog="kws", description="Streaming speech-command recognition.",
+                                     epilog=EXIT_CODES_HELP, allow_abbrev=False)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    classify = verbs.add_parser("classify", help="top label and score of each audio clip")
+    options = dict(epilog=EXIT_CODES_HELP, allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    classify = verbs.add_parser("classify", help="top label and score of each audio clip", **options)
     classify.add_argument("files", nargs="+", metavar="FILE")
     add_model_argument(classify)
     classify.add_argument("--format", choices=("text", "json"), default="text")
-    classify.add_argument("--batch-size", type=int, default=256)
+    classify.add_argument("--batch-size", type=positive_int, default=256, help="clips per network call")
     classify.set_defaults(run=run_classify)
 
-    stream = verbs.add_parser("stream", help="detections in a long recording, through the streaming engine")
+    stream = verbs.add_parser("stream", help="detections in a long recording, through the streaming engine", **options)
     stream.add_argument("file", metavar="FILE")
     add_model_argument(stream)
     add_detector_arguments(stream)
     stream.add_argument("--format", choices=("text", "csv", "json"), default="text")
-    stream.add_argument("--block-ms", type=float, default=500.0, help="how much audio is read at a time")
+    stream.add_argument("--block-ms", type=positive_float, default=500.0, help="how much audio is read at a time")
     stream.set_defaults(run=run_stream)
 
-    listen = verbs.add_parser("listen", help="recognise commands from a microphone, live")
+    listen = verbs.add_parser("listen", help="recognise commands from a microphone, live", **options)
     listen.add_argument("--list-devices", action="store_true", help="list input devices and exit")
     listen.add_argument("--device", help="input device index or name (default: the system default)")
     add_model_argument(listen)
     add_detector_arguments(listen)
-    listen.add_argument("--seconds", type=float, help="stop after this much audio (default: until Ctrl-C)")
+    listen.add_argument("--seconds", type=positive_float, help="stop after this much audio (default: until Ctrl-C)")
     listen.add_argument("--record", metavar="WAV", help="also save the 16 kHz audio the recogniser heard (float WAV)")
     listen.add_argument("--plain", action="store_true", help="print detections line by line instead of the live panel")
     listen.set_defaults(run=run_listen)
 
-    evaluate = verbs.add_parser("evaluate", help="judge a model on files, folders, labelled sets and recordings")
+    evaluate = verbs.add_parser("evaluate", help="judge a model on files, folders, labelled sets and recordings", **options)
     evaluate.add_argument("paths", nargs="+", metavar="PATH")
     add_model_argument(evaluate)
     add_detector_arguments(evaluate)
     evaluate.add_argument("--format", choices=("text", "csv", "json"), default="text")
     evaluate.add_argument("--plot", metavar="FILE", help="write the confusion matrix as a PNG")
     evaluate.add_argument("--truth", metavar="CSV", help="ground truth (label,time_ms per word) of one long recording")
-    evaluate.add_argument("--tolerance-ms", type=float, default=1500.0, help="how long after a word's start a detection counts")
+    evaluate.add_argument("--tolerance-ms", type=positive_float, default=1500.0, help="how long after a word's start a detection counts")
     evaluate.set_defaults(run=run_evaluate)
     return parser
 
 
 def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threshold", type=float, help="smoothed posterior needed to fire (default: the model's tuned value)")
+    parser.add_argument("--threshold", type=probability,
+                        help="smoothed posterior needed to fire, in (0, 1] (default: the model's tuned value)")
 
 
 def read_all(paths: list[str]) -> tuple[list[str], list, list[AudioError]]:
@@ -87,11 +91,14 @@ def report_failures(failures: list[AudioError]) -> None:
 
 
 def run_classify(args: argparse.Namespace) -> int:
+    paths, signals, failures = read_all(args.files)
+    if not paths:
+        report_failures(failures)
+        return failures[0].exit_code
     from kws.bundle import load_bundle
     from kws.recognizer import classify_audio
 
     bundle = load_bundle(args.model)
-    paths, signals, failures = read_all(args.files)
     posteriors = classify_audio(bundle, signals, args.batch_size)
     results = [
         {"file": path, "label": bundle.labels[int(p.argmax())], "score": round(float(p.max()), 4)}
@@ -104,7 +111,7 @@ def run_classify(args: argparse.Namespace) -> int:
         for r in results:
             print(f"{r['file']:<{width}}  {r['label']:<8} {r['score']:.3f}")
     report_failures(failures)
-    return 1 if failures else 0
+    return failures[0].exit_code if failures else 0
 
 
 def make_engine(args: argparse.Namespace):
@@ -118,6 +125,7 @@ def make_engine(args: argparse.Namespace):
 def run_stream(args: argparse.Namespace) -> int:
     from kws.audio import iter_blocks
 
+    check_readable(args.file)
     engine = make_engine(args)
     detections = []
     for block in iter_blocks(args.file, block_s=args.block_ms / 1000):
@@ -143,18 +151,19 @@ def open_recording(path: str, rate: int):
     try:
         return soundfile.SoundFile(path, "w", rate, 1, subtype="FLOAT")  # lossless: replays exactly
     except (soundfile.LibsndfileError, OSError) as error:
-        raise ValueError(f"{path}: cannot write the recording ({error})") from None
+        raise KwsError(f"{path}: cannot write the recording ({error})") from None
 
 
 def run_listen(args: argparse.Namespace) -> int:
     from kws.live import Listener, MicrophoneError, list_input_devices, make_display, summary
 
+    if args.list_devices:
+        print(list_input_devices())
+        return 0
+    stop = interrupt.install()  # Ctrl-C / SIGTERM end the session with a summary
+    engine = make_engine(args)
+    listener = None
     try:
-        if args.list_devices:
-            print(list_input_devices())
-            return 0
-        stop = interrupt.install()  # Ctrl-C / SIGTERM end the session with a summary
-        engine = make_engine(args)
         record = open_recording(args.record, engine.bundle.frontend.sample_rate) if args.record else None
         listener = Listener(engine, args.device, record=record)
         display = make_display(str(args.model), args.plain)
@@ -167,16 +176,17 @@ def run_listen(args: argparse.Namespace) -> int:
         print(("stopped: " if stop.is_set() else "done: ") + summary(listener.session), flush=True)
         return 0
     except MicrophoneError as error:
-        print(f"error: {error}", file=sys.stderr)
-        if "listener" in locals():
+        code = report(error)
+        if listener is not None:
             print("stopped: " + summary(listener.session), flush=True)
-        return 3
+        return code
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from kws.evaluate import evaluate, metrics, plot_confusion
     from kws.scoring import read_truth, score_stream
 
+    truth = read_truth(args.truth) if args.truth else None  # a bad truth file is reported before any work
     engine = make_engine(args)
     result = evaluate(engine.bundle, args.paths, engine=engine)
     report: dict = {"model": str(args.model)}
@@ -193,16 +203,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
          "detections": [{"label": d.label, "time_s": round(d.time_s, 3), "score": round(d.score, 4)} for d in s.detections]}
         for s in result.streams
     ]
-    if args.truth:
+    if truth is not None:
         if len(result.streams) != 1:
-            raise ValueError(f"--truth needs exactly one long recording (found {len(result.streams)})")
+            raise KwsError(f"--truth needs exactly one long recording (found {len(result.streams)})")
         stream = result.streams[0]
-        report.update(score_stream(stream.detections, read_truth(args.truth), stream.audio_s, args.tolerance_ms).to_dict())
+        report.update(score_stream(stream.detections, truth, stream.audio_s, args.tolerance_ms).to_dict())
     report["failures"] = [{"file": str(f.path), "reason": f.reason} for f in result.failures]
     print_report(report, args.format)
     for failure in result.failures:
         print(f"error: {failure.path}: {failure.reason}", file=sys.stderr)
-    return 1 if result.failures else 0
+    return EXIT_BAD_INPUT if result.failures else 0
 
 
 def clip_row(clip, labels: list[str]) -> dict:
@@ -270,11 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (BundleError, AudioError, TruthError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except KwsError as error:
+        return report(error)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

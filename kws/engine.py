@@ -3,7 +3,7 @@
 Audio chunks of any length go in; each 10 ms hop costs one MFCC frame and one
 recurrent cell step per layer, with the state (GRU: h; LSTM: h and c) carried over
 for as long as the stream lives. The fast path runs the trained Keras weights in
-code compiled by numba: per chunk, one call for the MFCC frames, one for the whole
+code compiled by numba (no TensorFlow): per chunk, one call for the MFCC frames, one for the whole
 network and one for the detector. A Keras call costs milliseconds; a hop here costs
 tens of microseconds.
 
@@ -13,7 +13,7 @@ matrix); `Engine` is one stream: frontend + network + detector.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numba import njit
@@ -21,6 +21,7 @@ from numba import njit
 from kws.bundle import Bundle
 from kws.detector import BatchDetector, Detection, Detector, DetectorConfig, frame_time, frame_times
 from kws.frontend import Mfcc, StreamingMfcc, frame_view
+from kws.network import GruWeights, Network, as_f32
 
 
 @njit(cache=True)
@@ -111,75 +112,23 @@ def _lstm_net(x, hs, cs, kernels, biases, recurrents, dense_kernel, dense_bias):
     return _dense_softmax(sequence, dense_kernel, dense_bias), new_hs, new_cs
 
 
-def normalization_stats(model) -> tuple[np.ndarray, np.ndarray]:
-    layer = model.get_layer("normalize")
-    mean = np.asarray(layer.mean, np.float64).reshape(-1)
-    variance = np.asarray(layer.variance, np.float64).reshape(-1)
-    return mean, variance
-
-
-@dataclass
-class GruWeights:
-    kernel: np.ndarray  # (in, 3u), gates z, r, h
-    recurrent: np.ndarray  # (u, 3u)
-    input_bias: np.ndarray  # (3u,)
-    recurrent_bias: np.ndarray  # (3u,)
-
-    @property
-    def units(self) -> int:
-        return self.recurrent.shape[0]
-
-    def zero_state(self, n: int) -> tuple[np.ndarray, ...]:
-        return (np.zeros((n, self.units), np.float32),)
-
-
-@dataclass
-class LstmWeights:
-    kernel: np.ndarray  # (in, 4u), gates i, f, c, o
-    recurrent: np.ndarray  # (u, 4u)
-    bias: np.ndarray  # (4u,)
-
-    @property
-    def units(self) -> int:
-        return self.recurrent.shape[0]
-
-    def zero_state(self, n: int) -> tuple[np.ndarray, ...]:
-        return np.zeros((n, self.units), np.float32), np.zeros((n, self.units), np.float32)
-
-
-def _f32(value) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(value), dtype=np.float32)
-
-
-def layer_weights(layer) -> GruWeights | LstmWeights:
-    kind = type(layer).__name__
-    weights = [_f32(w) for w in layer.get_weights()]
-    if kind == "GRU":
-        if not layer.cell.reset_after:
-            raise ValueError("only GRU layers with reset_after=True (the Keras default) are supported")
-        kernel, recurrent, bias = weights
-        return GruWeights(kernel, recurrent, bias[0], bias[1])
-    if kind == "LSTM":
-        kernel, recurrent, bias = weights
-        return LstmWeights(kernel, recurrent, bias)
-    raise ValueError(f"unsupported recurrent layer {kind}")
-
-
 class RecurrentNet:
-    """NumPy twin of a bundle's Keras model, for N streams at once."""
+    """The trained network compiled by numba, for N streams at once."""
 
-    def __init__(self, model):
-        mean, variance = normalization_stats(model)
-        self.scale = _f32(1.0 / np.maximum(np.sqrt(variance), 1e-7))
-        self.shift = _f32(-mean * self.scale)
-        self.layers = [layer_weights(layer) for layer in model.layers if type(layer).__name__ in ("GRU", "LSTM")]
-        dense = model.get_layer("posteriors")
-        self.dense_kernel, self.dense_bias = (_f32(w) for w in dense.get_weights())
-        # Fold the input normalisation into the first layer's input projection.
-        first = self.layers[0]
-        bias_name = "input_bias" if isinstance(first, GruWeights) else "bias"
-        setattr(first, bias_name, _f32(getattr(first, bias_name) + self.shift @ first.kernel))
-        first.kernel = _f32(self.scale[:, None] * first.kernel)
+    def __init__(self, network: Network):
+        self.network = network
+        scale = 1.0 / np.maximum(np.sqrt(network.variance), 1e-7)
+        shift = -network.mean * scale
+        self.dense_kernel, self.dense_bias = network.dense_kernel, network.dense_bias
+        # Fold the input normalisation into the first layer's input projection (a copy:
+        # the network itself stays as trained).
+        first, *rest = network.layers
+        kernel = as_f32(scale[:, None] * first.kernel)
+        if isinstance(first, GruWeights):
+            first = replace(first, kernel=kernel, input_bias=as_f32(first.input_bias + shift @ first.kernel))
+        else:
+            first = replace(first, kernel=kernel, bias=as_f32(first.bias + shift @ first.kernel))
+        self.layers = [first, *rest]
         self._kernels = tuple(layer.kernel for layer in self.layers)
         self._recurrents = tuple(layer.recurrent for layer in self.layers)
         if isinstance(first, GruWeights):
@@ -233,7 +182,7 @@ class Engine:
     def __init__(self, bundle: Bundle, detector: DetectorConfig | None = None):
         self.bundle = bundle
         self.labels = bundle.labels
-        self.net = RecurrentNet(bundle.model)
+        self.net = RecurrentNet(bundle.network)
         config = detector or detector_config(bundle)
         self.detector = Detector(self.labels, config)
         self.frontend = StreamingMfcc(bundle.frontend, Mfcc(bundle.frontend))
@@ -272,7 +221,7 @@ class StreamBatch:
         if n_streams < 1:
             raise ValueError(f"n_streams must be >= 1, got {n_streams}")
         self.bundle, self.n = bundle, n_streams
-        self.net = RecurrentNet(bundle.model)
+        self.net = RecurrentNet(bundle.network)
         self.mfcc = Mfcc(bundle.frontend)
         self.detector = BatchDetector(bundle.labels, n_streams, detector or detector_config(bundle))
         self.state = self.net.zero_state(n_streams)

@@ -9,6 +9,8 @@ every command.
 
 from __future__ import annotations
 
+import argparse
+
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1  # an input file could not be used (the others were still processed)
 EXIT_USAGE = 2  # bad command line, option value, model bundle, data folder or truth file
@@ -37,6 +39,60 @@ class DeviceError(KwsError):
     """An audio device that is missing or fails."""
 
     exit_code = EXIT_DEVICE
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (so `--batch-size 0` is refused as a usage error)."""
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _number(text, float)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    """A score threshold in (0, 1]."""
+    value = _number(text, float)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text}")
+    return value
+
+
+def percent(text: str) -> float:
+    value = _number(text, float)
+    if not 0 <= value < 100:
+        raise argparse.ArgumentTypeError(f"must be a percentage in [0, 100), got {text}")
+    return value
+
+
+def _number(text: str, kind: type):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a {'whole number' if kind is int else 'number'}: {text!r}") from None
+    if kind is float and value != value:  # NaN
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+    return value
 
 
 def report(error: KwsError) -> int:

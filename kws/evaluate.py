@@ -21,7 +21,7 @@ import numpy as np
 from kws.audio import AudioError, audio_duration_s, iter_blocks, load_audio
 from kws.bundle import Bundle
 from kws.detector import Detection
-from kws.engine import Engine
+from kws.engine import Engine, RecurrentNet
 from kws.frontend import Mfcc
 from kws.recognizer import clip_posteriors
 
@@ -128,6 +128,7 @@ def evaluate(bundle: Bundle, paths: list[str | os.PathLike], batch_files: int = 
     items, failures = collect(paths, bundle.labels)
     result = Evaluation(bundle.labels, failures=failures)
     mfcc = Mfcc(bundle.frontend)
+    net = engine.net if engine is not None else RecurrentNet(bundle.network)
     clips = []
     for item in items:
         if is_long(item.path):
@@ -146,7 +147,7 @@ def evaluate(bundle: Bundle, paths: list[str | os.PathLike], batch_files: int = 
                 kept.append(item)
             except AudioError as error:
                 result.failures.append(Failure(item.path, error.problem))
-        posteriors = clip_posteriors(bundle.model, features)
+        posteriors = clip_posteriors(net, features)
         result.clips += [ClipResult(i.path, i.label, p) for i, p in zip(kept, posteriors)]
     return result
 

@@ -1,7 +1,7 @@
 """MFCC frontend: one implementation, used offline (whole signal) and streaming (chunks).
 
 Settings: 16 kHz, 30 ms Hann window (480 samples, FFT of 480 points), 10 ms hop,
-40 mel bands 20-7600 Hz (librosa's Slaney mel filters), log-mel in dB
+40 mel bands 20-7600 Hz (Slaney mel filters, as librosa's), log-mel in dB
 (10*log10(max(mel, 1e-10))), DCT-II (orthonormal) keeping 40 coefficients.
 Frames are not centred, so one second of audio gives 98 frames. Nothing depends
 on the signal as a whole (no top_db clipping, no mean removal): that is what lets
@@ -13,10 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
-import librosa
 import numpy as np
-import scipy.fft
-import scipy.signal
 from numba import njit
 
 from kws.audio import to_float32
@@ -52,10 +49,8 @@ class MfccConfig:
 
 
 @njit(cache=True)
-def _frames_to_mfcc(frames, window, mel_t, dct_t):
-    """Frames (n, window) -> windowed rFFT -> power -> mel -> dB (floor 1e-10) -> DCT, one
-    compiled call (np.fft inside numba comes from rocket-fft: pocketfft, as in scipy)."""
-    spectrum = np.fft.rfft(frames * window)
+def _spectrum_to_mfcc(spectrum, mel_t, dct_t):
+    """rFFT rows (n, bins) -> power -> mel -> dB (floor 1e-10) -> DCT, one compiled call."""
     n, bins = spectrum.shape
     power = np.empty((n, bins), np.float32)
     for i in range(n):
@@ -78,6 +73,45 @@ def frame_view(signal: np.ndarray, n: int, window: int, hop: int) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(signal, shape, strides, writeable=False)
 
 
+def hann_window(n: int) -> np.ndarray:
+    """Periodic Hann window (scipy.signal.get_window("hann", n))."""
+    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
+
+
+def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) orthonormal DCT-II (scipy.fft.dct(..., type=2, norm="ortho"))."""
+    k, n = np.arange(n_out)[:, None], np.arange(n_in)[None, :]
+    matrix = np.sqrt(2.0 / n_in) * np.cos(np.pi * k * (2 * n + 1) / (2 * n_in))
+    matrix[0] /= np.sqrt(2.0)
+    return matrix
+
+
+def _hz_to_mel(hz):
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above (librosa's default)."""
+    hz = np.asarray(hz, np.float64)
+    linear = hz * 3.0 / 200.0
+    return np.where(hz >= 1000.0, 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0), linear)
+
+
+def _mel_to_hz(mel):
+    mel = np.asarray(mel, np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp(np.log(6.4) / 27.0 * (mel - 15.0)), mel * 200.0 / 3.0)
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) triangular filters, Slaney-normalised: librosa.filters.mel with
+    its defaults. Written out here because importing librosa costs about 2 s at start-up;
+    tests/test_frontend.py checks it against librosa."""
+    fft_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - fft_hz[None, :]
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    return weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+
+
 class Mfcc:
     """Frames of samples -> MFCC rows. Holds the precomputed window, mel and DCT matrices."""
 
@@ -86,25 +120,25 @@ class Mfcc:
 
     @cached_property
     def _window(self) -> np.ndarray:
-        return scipy.signal.get_window("hann", self.config.window, fftbins=True).astype(np.float32)
+        return hann_window(self.config.window).astype(np.float32)
 
     @cached_property
     def _mel_t(self) -> np.ndarray:
         c = self.config
-        mel = librosa.filters.mel(sr=c.sample_rate, n_fft=c.window, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax)
+        mel = mel_filterbank(c.sample_rate, c.window, c.n_mels, c.fmin, c.fmax)
         return np.ascontiguousarray(mel.T, dtype=np.float32)
 
     @cached_property
     def _dct_t(self) -> np.ndarray:
-        dct = scipy.fft.dct(np.eye(self.config.n_mels), type=2, norm="ortho", axis=0)[: self.config.n_mfcc]
+        dct = dct_matrix(self.config.n_mels, self.config.n_mfcc)
         return np.ascontiguousarray(dct.T, dtype=np.float32)
 
     def frames_to_mfcc(self, frames: np.ndarray) -> np.ndarray:
         """(..., window) float32 -> (..., n_mfcc) float32."""
-        if frames.ndim == 2:
-            return _frames_to_mfcc(frames, self._window, self._mel_t, self._dct_t)
-        flat = frames.reshape(-1, frames.shape[-1])
-        return _frames_to_mfcc(flat, self._window, self._mel_t, self._dct_t).reshape(*frames.shape[:-1], -1)
+        flat = frames if frames.ndim == 2 else frames.reshape(-1, frames.shape[-1])
+        # NumPy's FFT (pocketfft): an FFT inside numba would cost ~1 s of start-up per process.
+        mfcc = _spectrum_to_mfcc(np.fft.rfft(flat * self._window), self._mel_t, self._dct_t)
+        return mfcc if frames.ndim == 2 else mfcc.reshape(*frames.shape[:-1], -1)
 
     def __call__(self, signal: np.ndarray) -> np.ndarray:
         """Offline: a whole signal -> (n_frames, n_mfcc)."""

@@ -17,9 +17,10 @@ import soxr
 
 from kws.detector import Detection
 from kws.engine import Engine
+from kws.errors import DeviceError
 
 
-class MicrophoneError(RuntimeError):
+class MicrophoneError(DeviceError):
     """No usable input device, or it went away. The message says which and why."""
 
 

@@ -1,4 +1,6 @@
-"""The classifiers: a stack of GRU or LSTM layers over MFCC frames, a per-frame softmax.
+"""The classifiers in Keras (training and export only; the runtime never imports this).
+
+A stack of GRU or LSTM layers over MFCC frames, a per-frame softmax.
 
 Both architectures come out of `build_model`, so they share input, normalisation,
 head and training loop; only the recurrent layer class differs. The per-coefficient
@@ -7,8 +9,12 @@ feature normalisation is a layer of the model, so callers feed raw MFCCs.
 
 from __future__ import annotations
 
+import os
+
 import keras
 import numpy as np
+
+from kws.network import Network, network_from_config
 
 ARCHITECTURES = ("gru", "lstm")
 
@@ -52,9 +58,7 @@ def stateful_copy(model: keras.Model, arch: str, units: int, layers: int) -> ker
     """The same trained network as a batch-1 stateful model (Keras keeps the state)."""
     n_features = model.input_shape[-1]
     n_classes = model.output_shape[-1]
-    norm = model.get_layer("normalize")
-    mean = np.asarray(norm.mean).reshape(-1)
-    variance = np.asarray(norm.variance).reshape(-1)
+    mean, variance = normalization_stats(model)
     twin = build_model(arch, n_features, n_classes, units, layers, dropout=0.0, batch_size=1, stateful=True,
                        mean=mean, variance=variance)
     by_name = {layer.name: layer for layer in model.layers}
@@ -62,3 +66,24 @@ def stateful_copy(model: keras.Model, arch: str, units: int, layers: int) -> ker
         if layer.weights and layer.name in by_name:
             layer.set_weights(by_name[layer.name].get_weights())
     return twin
+
+
+def network_of(model: keras.Model) -> Network:
+    """The live Keras model as the runtime's `Network` (the same checks as a loaded file)."""
+    return network_from_config(model.get_config(), {layer.name: layer.get_weights() for layer in model.layers})
+
+
+def load_keras_model(name_or_path: str | os.PathLike) -> keras.Model:
+    """A bundle's model as a Keras model (fine-tuning, Keras baselines), after the bundle's checks."""
+    from kws.bundle import MODEL_FILE, BundleError, load_bundle
+
+    bundle = load_bundle(name_or_path)
+    try:
+        return keras.saving.load_model(bundle.path / MODEL_FILE, compile=False)
+    except Exception as error:  # Keras raises many types for a corrupt archive; report it as one
+        raise BundleError(f"{bundle.path / MODEL_FILE}: cannot load the Keras model ({type(error).__name__})") from None
+
+
+def normalization_stats(model: keras.Model) -> tuple[np.ndarray, np.ndarray]:
+    layer = model.get_layer("normalize")
+    return np.asarray(layer.mean, np.float64).reshape(-1), np.asarray(layer.variance, np.float64).reshape(-1)

@@ -1,7 +1,8 @@
-"""Offline inference with a bundle: whole clips in batches, whole sequences at once.
+"""Offline inference on the engine's network: whole clips in batches, whole sequences at once.
 
 A clip's class is the posterior at its last frame, with the network started from a
-zero state at the clip's first frame.
+zero state at the clip's first frame. Clips of the same length run together as the
+streams of one batch, so a folder of 1 s clips costs a few compiled calls.
 """
 
 from __future__ import annotations
@@ -11,35 +12,38 @@ from collections import defaultdict
 import numpy as np
 
 from kws.bundle import Bundle
+from kws.engine import RecurrentNet
 from kws.frontend import Mfcc
 
 
-def clip_posteriors(model, features: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
+def clip_posteriors(net: RecurrentNet, features: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
     """Last-frame posteriors for each feature array; arrays of equal length share a batch."""
-    if not features:
-        return np.zeros((0, model.output_shape[-1]), np.float32)
+    n_classes = net.network.n_classes
+    out = np.zeros((len(features), n_classes), np.float32)
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, f in enumerate(features):
         by_length[len(f)].append(i)
-    out = np.zeros((len(features), model.output_shape[-1]), np.float32)
-    for indices in by_length.values():
+    for length, indices in by_length.items():
+        if length == 0:
+            continue  # no frame: no evidence (the reader refuses clips this short)
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
-            batch = np.stack([features[i] for i in chunk])
-            out[chunk] = np.asarray(model.predict_on_batch(batch))[:, -1, :]
+            batch = np.stack([features[i] for i in chunk], axis=1)  # (T, N, F)
+            posteriors, _ = net.run(batch, net.zero_state(len(chunk)))
+            out[chunk] = posteriors[-1]
     return out
 
 
-def sequence_posteriors(model, features: np.ndarray) -> np.ndarray:
+def sequence_posteriors(net: RecurrentNet, features: np.ndarray) -> np.ndarray:
     """(T, F) -> (T, classes): the whole sequence in one call from a zero state."""
     if len(features) == 0:
-        return np.zeros((0, model.output_shape[-1]), np.float32)
-    return np.asarray(model.predict_on_batch(features[None]))[0]
+        return np.zeros((0, net.network.n_classes), np.float32)
+    return net.run(features[:, None, :], net.zero_state(1))[0][:, 0]
 
 
 def classify_audio(bundle: Bundle, signals: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
     mfcc = Mfcc(bundle.frontend)
-    return clip_posteriors(bundle.model, [mfcc(s) for s in signals], batch_size)
+    return clip_posteriors(RecurrentNet(bundle.network), [mfcc(s) for s in signals], batch_size)
 
 
 def top_k(posterior: np.ndarray, labels: list[str], k: int = 2) -> list[tuple[str, float]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from kws.detector import Detection
+from kws.errors import KwsError
 
 UNKNOWN = "unknown"
 
@@ -25,8 +26,8 @@ class TruthWord:
     time_ms: float
 
 
-class TruthError(ValueError):
-    pass
+class TruthError(KwsError):
+    """A ground-truth file that cannot be used."""
 
 
 def read_truth(path: str | Path) -> list[TruthWord]:

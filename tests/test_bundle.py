@@ -1,54 +1,88 @@
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
 
-from kws.bundle import META_FILE, MODEL_FILE, Bundle, BundleError, load_bundle, save_bundle
+from kws.bundle import META_FILE, MODEL_FILE, Bundle, BundleError, load_bundle, read_metadata, save_bundle
+from kws.engine import RecurrentNet
 from kws.frontend import MfccConfig
 from kws.models import build_model
+from kws.recognizer import sequence_posteriors
 
 LABELS = ["silence", "unknown", "yes", "no"]
 
 
-def small_bundle(seed=0) -> Bundle:
+def small_model(seed=0, arch="gru", layers=1, **options):
     import keras
 
     keras.utils.set_random_seed(seed)
-    model = build_model("gru", 40, len(LABELS), units=8, layers=1, mean=np.zeros(40), variance=np.ones(40))
-    return Bundle(model, LABELS, MfccConfig(), "gru", 8, 1, metadata={"note": "test"})
+    rng = np.random.default_rng(seed)
+    return build_model(arch, 40, len(LABELS), units=8, layers=layers, mean=rng.normal(size=40) * 10,
+                       variance=rng.uniform(1, 100, 40), **options)
 
 
-def test_round_trip(tmp_path):
-    bundle = small_bundle()
-    save_bundle(bundle, tmp_path / "b")
+def save_small(path, seed=0, arch="gru", layers=1, model=None):
+    model = model or small_model(seed, arch, layers)
+    save_bundle(Bundle(LABELS, MfccConfig(), arch, 8, layers, metadata={"note": "test"}), model, path)
+    return model
+
+
+@pytest.mark.parametrize("arch, layers", [("gru", 1), ("gru", 3), ("lstm", 2)])
+def test_round_trip_reads_the_weights_without_keras(tmp_path, arch, layers):
+    model = save_small(tmp_path / "b", 3, arch, layers)
     loaded = load_bundle(tmp_path / "b")
-    assert loaded.labels == LABELS and loaded.arch == "gru" and loaded.frontend == MfccConfig()
-    assert loaded.metadata == {"note": "test"}
-    x = np.random.default_rng(0).standard_normal((1, 50, 40)).astype(np.float32)
-    np.testing.assert_allclose(loaded.model.predict_on_batch(x), bundle.model.predict_on_batch(x), atol=1e-6)
+    assert loaded.labels == LABELS and loaded.arch == arch and loaded.frontend == MfccConfig()
+    assert loaded.metadata == {"note": "test"} and loaded.n_params == model.count_params()
+    x = np.random.default_rng(0).standard_normal((50, 40)).astype(np.float32) * 10
+    expected = np.asarray(model.predict_on_batch(x[None]))[0]
+    np.testing.assert_allclose(sequence_posteriors(RecurrentNet(loaded.network), x), expected, atol=1e-5)
+
+
+def test_bundle_folder_is_readable_by_others(tmp_path):
+    save_small(tmp_path / "b")
+    assert (tmp_path / "b").stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"arch": "gru", "reset_after": False}, "only GRU reset_after=True"),
+    ({"arch": "gru", "activation": "relu"}, "only tanh/sigmoid activations"),
+    ({"arch": "lstm", "use_bias": False}, "layers without bias"),
+])
+def test_unsupported_architecture_is_refused_in_one_line(tmp_path, options, message):
+    import keras
+
+    arch = options.pop("arch")
+    layer = keras.layers.GRU if arch == "gru" else keras.layers.LSTM
+    inputs = keras.Input((None, 40))
+    x = keras.layers.Normalization(mean=np.zeros(40), variance=np.ones(40))(inputs)
+    x = layer(8, return_sequences=True, **options)(x)
+    model = keras.Model(inputs, keras.layers.Dense(len(LABELS), activation="softmax")(x))
+    save_bundle(Bundle(LABELS, MfccConfig(), arch, 8, 1), model, tmp_path / "b")
+    with pytest.raises(BundleError) as info:
+        load_bundle(tmp_path / "b")
+    assert message in str(info.value) and "\n" not in str(info.value)
 
 
 def test_overwrite_replaces_whole_bundle_and_leaves_no_temporaries(tmp_path):
-    save_bundle(small_bundle(0), tmp_path / "b")
+    save_small(tmp_path / "b", 0)
     first = (tmp_path / "b" / MODEL_FILE).read_bytes()
-    save_bundle(small_bundle(1), tmp_path / "b")
+    save_small(tmp_path / "b", 1)
     assert (tmp_path / "b" / MODEL_FILE).read_bytes() != first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
 def test_failed_write_keeps_the_old_bundle(tmp_path, monkeypatch):
-    save_bundle(small_bundle(0), tmp_path / "b")
+    save_small(tmp_path / "b", 0)
     before = (tmp_path / "b" / MODEL_FILE).read_bytes()
-    bundle = small_bundle(1)
+    model = small_model(1)
 
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(bundle.model, "save", crash)
+    monkeypatch.setattr(model, "save", crash)
     with pytest.raises(OSError):
-        save_bundle(bundle, tmp_path / "b")
+        save_small(tmp_path / "b", model=model)
     assert (tmp_path / "b" / MODEL_FILE).read_bytes() == before
     load_bundle(tmp_path / "b")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
@@ -90,12 +124,12 @@ def corrupt(path, how):
         ("checksum", "does not match"),
         ("label count", "4 outputs but bundle.json lists 2 labels"),
         ("frontend", "takes 40 features but the frontend makes 13"),
-        ("garbage model", "cannot load the Keras model"),
+        ("garbage model", "not a Keras 3 model file"),
     ],
 )
 def test_inconsistent_bundle_gives_clear_error(tmp_path, how, message):
     path = tmp_path / "b"
-    save_bundle(small_bundle(), path)
+    save_small(path)
     corrupt(path, how)
     with pytest.raises(BundleError) as info:
         load_bundle(path)
@@ -112,4 +146,4 @@ def test_shipped_bundles_load(name):
     bundle = load_bundle(name)
     assert bundle.arch == name and bundle.labels[:2] == ["silence", "unknown"]
     assert bundle.metadata["val_clip_accuracy"] > 0.5
-    shutil.os.path.exists(bundle.path / MODEL_FILE)
+    assert bundle.n_params == read_metadata(bundle.path)["n_params"]

@@ -54,8 +54,7 @@ def training_record(meta: dict) -> dict:
 def per_hop_ms(paths: list[str], runs: int = 9) -> list[float]:
     """Fast-path ms per hop of each bundle: the median of `runs` runs, taken in turns (one run of
     each bundle, then the next round), so that every bundle meets the same machine conditions."""
-    from benchmarks.bench_engine import per_hop_fast
-    from benchmarks.common import speechlike
+    from training.timing import per_hop_fast, speechlike
     from kws.bundle import load_bundle
 
     audio = speechlike(SPEED_SECONDS, 0)
@@ -68,7 +67,7 @@ def engine_bytes(bundle) -> int:
     """Bytes the fast path holds: weights and one stream's recurrent state."""
     from kws.engine import RecurrentNet
 
-    net = RecurrentNet(bundle.model)
+    net = RecurrentNet(bundle.network)
     arrays = [net.dense_kernel, net.dense_bias] + [a for layer in net.layers for a in vars(layer).values()
                                                     if isinstance(a, np.ndarray)]
     state = [a for layer_state in net.zero_state(1) for a in layer_state]
@@ -92,10 +91,10 @@ def measure(path: str, data: str, split_salt: str, stream_minutes: float, seed: 
                    meta.get("split_salt", split_salt))
     val = load_clips(dataset.clips("validation"), dataset.labels)
     mfcc = Mfcc(bundle.frontend)
-    accuracy = float(np.mean(clip_posteriors(bundle.model, [mfcc(a) for a in val.audio]).argmax(1) == val.labels))
+    net = RecurrentNet(bundle.network)
+    accuracy = float(np.mean(clip_posteriors(net, [mfcc(a) for a in val.audio]).argmax(1) == val.labels))
     audio, truth = build_stream(val, dataset.labels, load_noise(dataset.noise_files, "validation"), stream_minutes * 60,
                                 np.random.default_rng(seed))
-    net = RecurrentNet(bundle.model)
     posteriors, _ = net.run(mfcc(audio)[:, None, :], net.zero_state(1))
     detections = Detector(bundle.labels, detector_config(bundle)).run(posteriors[:, 0])
     stream = score_stream(detections, truth, len(audio) / bundle.frontend.sample_rate).to_dict()
@@ -303,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if bool(args.bundles) == args.train:
         parser.error("give either --bundles or --train")
-    from benchmarks.common import machine
+    from training.timing import machine
 
     paths = train_all(args) if args.train else args.bundles
     from kws.audio import AudioError

@@ -27,7 +27,6 @@ from kws import interrupt
 from kws.audio import AudioError
 from kws.bundle import BundleError
 from kws.detector import DetectorConfig
-from kws.engine import normalization_stats
 from kws.frontend import Mfcc, MfccConfig
 from training.data import COMMANDS, DataError, balanced_indices, load_clips, load_noise, scan
 from training.sequences import AugmentConfig, SequenceMaker
@@ -137,6 +136,8 @@ def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val
     `val_stream`: (features, truth, audio_s, labels) of a validation stream, scored each epoch."""
     import keras
 
+    from kws.engine import RecurrentNet
+    from kws.models import network_of
     from kws.recognizer import clip_posteriors
 
     class Validation(keras.callbacks.Callback):
@@ -148,10 +149,11 @@ def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val
             if interrupt.requested():
                 return  # a partial epoch: not recorded; a resumed run repeats it
             evaluator.set_weights(self.model.get_weights())
-            posteriors = clip_posteriors(evaluator, val_features)
+            net = RecurrentNet(network_of(evaluator))  # validated on the runtime's own engine
+            posteriors = clip_posteriors(net, val_features)
             logs["val_clip_accuracy"] = float(np.mean(posteriors.argmax(axis=1) == val_labels))
             if val_stream is not None:
-                logs["val_stream_score"] = stream_score(evaluator, *val_stream)
+                logs["val_stream_score"] = stream_score(net, *val_stream)
                 logs["val_clip_plus_stream"] = logs["val_clip_accuracy"] + logs["val_stream_score"]
             checkpoint = f"resume-{epoch + 1:04d}.keras"
             self.model.save(work / checkpoint)  # weights and optimizer state
@@ -171,15 +173,13 @@ def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val
     return [Validation()]
 
 
-def stream_score(model, features, truth, audio_s, labels) -> float:
+def stream_score(net, features, truth, audio_s, labels) -> float:
     """(hits - wrong - false alarms) / commands on a validation stream, state never reset."""
     from kws.detector import Detector
-    from kws.engine import RecurrentNet
+    from kws.recognizer import sequence_posteriors
     from kws.scoring import score_stream
 
-    net = RecurrentNet(model)
-    posteriors, _ = net.run(features[:, None, :], net.zero_state(1))
-    s = score_stream(Detector(labels, DetectorConfig()).run(posteriors[:, 0]), truth, audio_s)
+    s = score_stream(Detector(labels, DetectorConfig()).run(sequence_posteriors(net, features)), truth, audio_s)
     return (s.hits - s.wrong - s.false_alarms) / max(1, s.commands)
 
 
@@ -215,7 +215,7 @@ def make_dataset(maker: SequenceMaker, train_labels, label_names, batch_size: in
     return EpochSequences()
 
 
-def stream_figures(model, labels, clips, noise, minutes: float, seed: int, mfcc: Mfcc) -> dict:
+def stream_figures(net, labels, clips, noise, minutes: float, seed: int, mfcc: Mfcc) -> dict:
     """Run the model over a long validation stream, never resetting its state."""
     from kws.detector import Detector
     from kws.recognizer import sequence_posteriors
@@ -223,7 +223,7 @@ def stream_figures(model, labels, clips, noise, minutes: float, seed: int, mfcc:
     from training.make_stream import build_stream
 
     audio, truth = build_stream(clips, labels, noise, minutes * 60, np.random.default_rng(seed))
-    posteriors = sequence_posteriors(model, mfcc(audio))
+    posteriors = sequence_posteriors(net, mfcc(audio))
     config = DetectorConfig()
     detections = Detector(labels, config).run(posteriors)
     score = score_stream(detections, truth, len(audio) / mfcc.config.sample_rate)
@@ -247,7 +247,8 @@ def train(args: argparse.Namespace) -> dict:
     import keras
 
     from kws.bundle import Bundle, save_bundle
-    from kws.models import build_model
+    from kws.engine import RecurrentNet
+    from kws.models import build_model, load_keras_model, network_of
     from kws.recognizer import clip_posteriors
 
     keras.utils.set_random_seed(args.seed)
@@ -266,7 +267,7 @@ def train(args: argparse.Namespace) -> dict:
     maker = SequenceMaker(train_clips, load_noise(dataset.noise_files, "training"), dataset.labels, mfcc, augment)
     initial = load_initial(args, dataset.labels) if args.init else None
     if initial is not None:
-        mean, variance = normalization_stats(initial.model)
+        mean, variance = initial.network.mean, initial.network.variance
     else:
         stats_slots = balanced_indices(train_clips.labels, dataset.labels, np.random.default_rng(args.seed))
         mean, variance = feature_stats(maker, stats_slots, args.seed)
@@ -288,7 +289,7 @@ def train(args: argparse.Namespace) -> dict:
             model = build_model(args.arch, mfcc.config.n_mfcc, len(dataset.labels), args.units, args.layers,
                                 args.dropout, mean, variance)
             if initial is not None:
-                model.set_weights(initial.model.get_weights())
+                model.set_weights(load_keras_model(args.init).get_weights())
             warmup = int(args.warmup_epochs * len(data))
             schedule = keras.optimizers.schedules.CosineDecay(
                 args.lr / 100 if warmup else args.lr, decay_steps=args.epochs * len(data) - warmup, alpha=0.02,
@@ -313,8 +314,9 @@ def train(args: argparse.Namespace) -> dict:
     fit_seconds = time.time() - fit_started
 
     inference.load_weights(work / progress.state["best"]["weights"])
-    accuracy = float(np.mean(clip_posteriors(inference, val_features).argmax(axis=1) == val_clips.labels))
-    stream = stream_figures(inference, dataset.labels, val_clips, val_noise, args.stream_minutes, args.seed, mfcc)
+    net = RecurrentNet(network_of(inference))
+    accuracy = float(np.mean(clip_posteriors(net, val_features).argmax(axis=1) == val_clips.labels))
+    stream = stream_figures(net, dataset.labels, val_clips, val_noise, args.stream_minutes, args.seed, mfcc)
     best = progress.state["best"]
     metadata = {
         "command": "kws-train " + shlex.join(sys.argv[1:] if args.argv is None else args.argv),
@@ -345,7 +347,7 @@ def train(args: argparse.Namespace) -> dict:
         "history": progress.state["history"],
         "machine": machine_description(),
     }
-    save_bundle(Bundle(inference, dataset.labels, mfcc.config, args.arch, args.units, args.layers, metadata=metadata), args.out)
+    save_bundle(Bundle(dataset.labels, mfcc.config, args.arch, args.units, args.layers, metadata=metadata), inference, args.out)
     shutil.rmtree(work)
     return metadata
 

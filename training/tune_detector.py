@@ -38,7 +38,7 @@ GRID = {
 def stream_posteriors(bundle, clips, labels, noise, minutes: float, seed: int):
     audio, truth = build_stream(clips, labels, noise, minutes * 60, np.random.default_rng(seed))
     features = Mfcc(bundle.frontend)(audio)
-    net = RecurrentNet(bundle.model)
+    net = RecurrentNet(bundle.network)
     posteriors, _ = net.run(features[:, None, :], net.zero_state(1))
     return posteriors[:, 0], truth, len(audio) / bundle.frontend.sample_rate
 
