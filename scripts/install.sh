@@ -21,5 +21,5 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[train,test]"
 echo "installed: .venv/bin/kws, .venv/bin/kws-train"
