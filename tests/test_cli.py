@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -15,12 +17,24 @@ from kws.bundle import load_bundle
 from kws.detector import Detector
 from kws.engine import detector_config
 from kws.frontend import Mfcc
+from kws.models import load_keras_model
 from kws.scoring import read_truth
 from tests.conftest import ROOT, espeak, run_cli
 
 
-def kws(*args, **kwargs):
-    return run_cli("kws.cli", *args, **kwargs)
+# Every verb runs with TensorFlow and Keras made unimportable: the runtime must not need them.
+WITHOUT_TENSORFLOW = ("import sys; sys.modules['tensorflow'] = sys.modules['keras'] = None; "
+                      "from kws.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def kws(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def console_script(name: str) -> str:
+    """The installed entry point (`.venv/bin/kws`), as a user runs it."""
+    return str(Path(sys.executable).parent / name)
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +84,56 @@ def test_missing_model_is_one_line(tmp_path, spoken):
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no such model bundle" in result.stderr
 
 
+def test_runtime_verb_prints_exactly_one_line_and_never_imports_tensorflow(tmp_path):
+    """The installed `kws` script: nothing but the error reaches stderr (no TensorFlow,
+    absl or oneDNN start-up lines), and TensorFlow/Keras are never imported."""
+    missing = tmp_path / "missing.wav"
+    result = subprocess.run([console_script("kws"), "stream", str(missing)], capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stderr, result.stdout) == (1, f"error: {missing}: no such file\n", "")
+    probe = ("import sys; from kws.cli import main; code = main(sys.argv[1:]); "
+             "print(sorted(m for m in ('tensorflow', 'keras', 'librosa') if m in sys.modules))")
+    used = subprocess.run([sys.executable, "-c", probe, "stream", str(ROOT / "examples" / "commands.wav"), "--format", "json"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert used.returncode == 0 and used.stderr == "", used.stderr
+    assert used.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_same_bad_file_gives_the_same_exit_status_in_every_verb(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio at all\n" * 20)
+    for verb in ("classify", "stream", "evaluate"):
+        result = kws(verb, str(bad))
+        assert result.returncode == 1, (verb, result.stderr)
+        assert result.stderr.startswith(f"error: {bad}: not a readable audio file"), (verb, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_header_only_wav_is_an_error_in_stream_too(tmp_path):
+    empty = tmp_path / "header_only.wav"
+    sf.write(empty, np.zeros(0, np.float32), 16000, subtype="PCM_16")
+    result = kws("stream", str(empty))
+    assert result.returncode == 1 and result.stderr == f"error: {empty}: contains no audio samples (truncated or empty data chunk)\n"
+
+
+@pytest.mark.parametrize("args, option", [
+    (["classify", "x.wav", "--batch-size", "0"], "--batch-size"),
+    (["stream", "x.wav", "--threshold", "1.5"], "--threshold"),
+    (["stream", "x.wav", "--block-ms", "-5"], "--block-ms"),
+    (["evaluate", "x.wav", "--tolerance-ms", "abc"], "--tolerance-ms"),
+    (["listen", "--seconds", "0"], "--seconds"),
+])
+def test_numeric_options_are_checked_by_the_parser(args, option):
+    result = kws(*args)
+    assert result.returncode == 2 and f"argument {option}:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_lists_exit_codes_and_defaults():
+    result = kws("stream", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "exit status: 0 ok; 1 an input file could not be used" in text and "(default: 500.0)" in text
+
+
 def test_unknown_verb_and_flag_are_refused():
     assert kws("clasify", "x").returncode == 2
     result = kws("classify", "x.wav", "--formatt", "json")
@@ -84,6 +148,7 @@ def test_evaluate_labelled_folder_matches_independent_computation(trained, label
     report = json.loads(result.stdout)
     # independent: Keras model.predict on the same features, labels from the folder names
     bundle = load_bundle(model)
+    keras_model = load_keras_model(model)
     mfcc = Mfcc(bundle.frontend)
     truth, predicted = [], []
     names = {"yes": "yes", "no": "no", "up": "up", "_silence_": "silence", "_unknown_": "unknown"}
@@ -92,7 +157,7 @@ def test_evaluate_labelled_folder_matches_independent_computation(trained, label
             from kws.audio import load_audio
 
             features = mfcc(load_audio(wav))
-            predicted.append(int(bundle.model.predict(features[None], verbose=0)[0, -1].argmax()))
+            predicted.append(int(keras_model.predict(features[None], verbose=0)[0, -1].argmax()))
             truth.append(bundle.labels.index(label))
     expected = float(np.mean(np.array(truth) == np.array(predicted)))
     assert report["n"] == len(truth)
@@ -154,7 +219,7 @@ def offline_detections(model_path, wav):
     """Keras over the whole recording at once, then the detector: what streaming must equal."""
     bundle = load_bundle(model_path)
     audio, _ = sf.read(wav, dtype="float32")
-    posteriors = bundle.model.predict(Mfcc(bundle.frontend)(audio)[None], verbose=0)[0]
+    posteriors = load_keras_model(model_path).predict(Mfcc(bundle.frontend)(audio)[None], verbose=0)[0]
     found = Detector(bundle.labels, detector_config(bundle)).run(posteriors)
     return [(d.label, round(d.time_s, 3)) for d in found]
 
