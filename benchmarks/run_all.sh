@@ -8,6 +8,7 @@ export OMP_NUM_THREADS=1 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 TF_CP
 py=${PYTHON:-python}
 echo "## MFCC"; $py -m benchmarks.bench_mfcc
 for model in gru lstm; do echo; echo "## engine: $model"; $py -m benchmarks.bench_engine --model $model; done
+echo; echo "## start-up and memory of the kws command"; $py -m benchmarks.bench_startup --runs 5 --minutes 60
 echo; echo "## soak"; $py -m benchmarks.bench_soak --model gru --minutes 60 --data "$data"
 echo; echo "## evaluation speed"; $py -m benchmarks.bench_evaluate --model gru --clips 1000
 stream=$(mktemp -d)/validation_stream.wav
