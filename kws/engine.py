@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from numba import njit
 
+from kws.audio import to_float32
 from kws.bundle import Bundle
 from kws.detector import BatchDetector, Detection, Detector, DetectorConfig, frame_time, frame_times
 from kws.frontend import Mfcc, StreamingMfcc, frame_view
@@ -229,9 +230,10 @@ class StreamBatch:
         self.frames_seen = 0
 
     def process(self, block: np.ndarray) -> tuple[np.ndarray, list[list[Detection]]]:
-        """block (N, samples) -> posteriors (frames, N, classes) and each stream's detections."""
+        """block (N, samples) of int16 or float samples -> posteriors (frames, N, classes) and
+        each stream's detections."""
         c = self.bundle.frontend
-        buffer = np.concatenate([self.pending, np.asarray(block, np.float32)], axis=1)
+        buffer = np.concatenate([self.pending, to_float32(block)], axis=1)
         n_frames = c.n_frames(buffer.shape[1])
         self.pending = buffer[:, n_frames * c.hop :]
         if not n_frames:

@@ -131,3 +131,14 @@ def test_stream_batch_equals_separate_engines():
     for s in range(4):
         alone = Engine(bundle).process(signals[s]).posteriors
         np.testing.assert_allclose(together[:, s], alone, atol=1e-5)
+
+
+def test_stream_batch_scales_int16_as_the_engine_does():
+    from kws.engine import StreamBatch
+
+    signals = np.stack([audio(0.6, s) for s in range(2)])
+    as_int = (signals * 32768).clip(-32768, 32767).astype(np.int16)
+    together, _ = StreamBatch(BUNDLES["gru"], 2).process(as_int)
+    for s in range(2):
+        alone = Engine(BUNDLES["gru"]).process(as_int[s]).posteriors
+        np.testing.assert_allclose(together[:, s], alone, atol=1e-5)

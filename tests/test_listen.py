@@ -29,7 +29,8 @@ def pulse():
     for tool in ("pulseaudio", "pactl", "paplay"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (apt-get install pulseaudio pulseaudio-utils)")
-    if subprocess.run(["pulseaudio", "--check"]).returncode != 0:
+    we_started = subprocess.run(["pulseaudio", "--check"]).returncode != 0
+    if we_started:
         started = subprocess.run(["pulseaudio", "-D", "--exit-idle-time=-1"], capture_output=True, text=True, timeout=30)
         if started.returncode != 0:
             pytest.skip(f"PulseAudio could not start: {started.stderr.strip()[-300:]}")
@@ -44,6 +45,8 @@ def pulse():
     if previous:
         pactl("set-default-source", previous)
     pactl("unload-module", loaded.stdout.strip())
+    if we_started:  # stop what the tests started
+        subprocess.run(["pulseaudio", "--kill"], capture_output=True, timeout=30)
 
 
 def words_wav(paths: list[Path], out: Path, gap_s: float = 1.5) -> Path:
