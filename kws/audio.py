@@ -50,6 +50,34 @@ def _check_file(path: Path) -> None:
         raise AudioError(path, "empty file (0 bytes)")
 
 
+def _missing_wav_bytes(path: Path) -> tuple[int, int] | None:
+    """(bytes the WAV header promises for its samples, bytes present), if the file is a
+    RIFF/WAVE whose data chunk is cut short; None otherwise. libsndfile would quietly
+    read the shorter part, so a truncated recording would pass for a shorter one."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        if handle.read(12)[8:12] != b"WAVE":
+            return None
+        offset = 12
+        while offset + 8 <= size:
+            handle.seek(offset)
+            header = handle.read(8)
+            chunk, length = header[:4], int.from_bytes(header[4:8], "little")
+            if chunk == b"data":
+                present = size - offset - 8
+                unknown = length in (0, 0xFFFFFFFF)  # streaming writers leave the size open
+                return (length, present) if not unknown and present < length else None
+            offset += 8 + length + (length & 1)
+    return None
+
+
+def _check_complete(path: Path) -> None:
+    missing = _missing_wav_bytes(path)
+    if missing:
+        promised, present = missing
+        raise AudioError(path, f"truncated: the header promises {promised} bytes of samples, the file holds {present}")
+
+
 def _unreadable(path: Path, error: Exception) -> AudioError:
     reason = str(error).split(":")[-1].strip() or "unreadable"
     return AudioError(path, f"not a readable audio file ({reason})")
@@ -57,6 +85,7 @@ def _unreadable(path: Path, error: Exception) -> AudioError:
 
 def _read_raw(path: Path) -> tuple[np.ndarray, int]:
     _check_file(path)
+    _check_complete(path)
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except SOUNDFILE_ERRORS as error:
@@ -88,6 +117,7 @@ def load_audio(path: str | os.PathLike, min_samples: int = 480) -> np.ndarray:
 
 def _info(path: Path):
     _check_file(path)
+    _check_complete(path)
     try:
         return sf.info(str(path))
     except SOUNDFILE_ERRORS as error:
@@ -115,6 +145,7 @@ def iter_blocks(path: str | os.PathLike, block_s: float = 1.0):
     """
     path = Path(path)
     _check_file(path)
+    _check_complete(path)
     try:
         handle = sf.SoundFile(str(path))
     except SOUNDFILE_ERRORS as error:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kws.audio import AudioError, iter_blocks, load_audio
+from kws.audio import AudioError, audio_duration_s, iter_blocks, load_audio
 
 SR = 16000
 
@@ -65,6 +65,22 @@ def header_only_wav(tmp_path):
     return path
 
 
+def cut_wav(tmp_path, keep: float):
+    """A 1 s 16-bit WAV cut after `keep` of its samples and one byte more (mid-sample)."""
+    path = tmp_path / "cut.wav"
+    sf.write(path, tone(1.0), SR, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: 44 + int(keep * 32000) + 1])
+    return path
+
+
+def test_truncated_wav_is_refused_by_every_reader(tmp_path):
+    path = cut_wav(tmp_path, 0.5)
+    for read in (load_audio, audio_duration_s, lambda p: list(iter_blocks(p))):
+        with pytest.raises(AudioError, match="truncated"):
+            read(path)
+
+
 def written(path, data):
     path.write_bytes(data)
     return path
@@ -75,7 +91,9 @@ BAD_FILES = {
     "empty": (lambda d: written(d / "empty.wav", b""), "empty file"),
     "not audio": (lambda d: written(d / "notes.wav", b"hello, not audio\n" * 20), "not a readable audio file"),
     "truncated header": (truncated_wav, "not a readable audio file"),
-    "no data": (header_only_wav, "no audio samples"),
+    "no data": (header_only_wav, "truncated: the header promises 16000 bytes of samples, the file holds 0"),
+    "cut mid-sample": (lambda d: cut_wav(d, 0.5), "truncated: the header promises 32000 bytes of samples, the file holds 16001"),
+    "empty data chunk": (lambda d: write_float(d / "nothing.wav", np.zeros(0, np.float32)), "no audio samples"),
     "nan": (lambda d: write_float(d / "nan.wav", np.r_[tone(), np.nan].astype(np.float32)), "NaN or infinite"),
     "inf": (lambda d: write_float(d / "inf.wav", np.r_[np.inf, tone()].astype(np.float32)), "NaN or infinite"),
     "shorter than a frame": (lambda d: write_float(d / "short.wav", tone(0.01)), "too short"),
