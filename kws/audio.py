@@ -130,11 +130,23 @@ def audio_duration_s(path: str | os.PathLike) -> float:
     return info.frames / info.samplerate
 
 
-def check_readable(path: str | os.PathLike) -> None:
-    """Cheap checks from the header (no decoding): exists, is audio, holds samples."""
+def check_readable(path: str | os.PathLike):
+    """Cheap checks from the header (no decoding): exists, is complete audio, holds samples.
+    Returns soundfile's header info (samplerate, frames, duration)."""
     path = Path(path)
-    if _info(path).frames == 0:
+    info = _info(path)
+    if info.frames == 0:
         raise AudioError(path, "contains no audio samples (truncated or empty data chunk)")
+    return info
+
+
+def narrow_band_warning(path, source_rate: int, fmax: float) -> str | None:
+    """A one-line warning when the recording cannot carry the model's top mel bands
+    (an 8 kHz file holds nothing above 4 kHz; the model listens up to `fmax`)."""
+    if source_rate >= 2 * fmax:
+        return None
+    return (f"{path}: recorded at {source_rate} Hz, so it holds nothing above {source_rate / 2:.0f} Hz; the model "
+            f"listens up to {fmax:.0f} Hz and is less accurate on such audio")
 
 
 def iter_blocks(path: str | os.PathLike, block_s: float = 1.0):

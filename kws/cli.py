@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from kws import interrupt
-from kws.audio import AudioError, check_readable, load_audio
+from kws.audio import AudioError, check_readable, load_audio, narrow_band_warning
 from kws.errors import (EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_INTERRUPTED, KwsError, positive_float, positive_int, probability,
                         report)
 
@@ -73,16 +74,17 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
                         help="smoothed posterior needed to fire, in (0, 1] (default: the model's tuned value)")
 
 
-def read_all(paths: list[str]) -> tuple[list[str], list, list[AudioError]]:
-    """Decode every file; bad ones are collected, not fatal."""
-    good, signals, failures = [], [], []
+def check_inputs(paths: list[str]) -> tuple[list[tuple[str, object]], list[AudioError]]:
+    """Header checks of every file before any model loads; bad ones are collected, not fatal."""
+    good, failures = [], []
     for path in paths:
         try:
-            signals.append(load_audio(path))
-            good.append(path)
+            if Path(path).is_dir():
+                raise AudioError(path, f"is a folder: `kws evaluate {path}` scores folders and labelled sets")
+            good.append((path, check_readable(path)))
         except AudioError as error:
             failures.append(error)
-    return good, signals, failures
+    return good, failures
 
 
 def report_failures(failures: list[AudioError]) -> None:
@@ -90,19 +92,47 @@ def report_failures(failures: list[AudioError]) -> None:
         print(f"error: {failure}", file=sys.stderr)
 
 
+def warn(message: str | None) -> None:
+    if message:
+        print(f"warning: {message}", file=sys.stderr)
+
+
+def warn_narrow_band(inputs, frontend) -> None:
+    for path, info in inputs:
+        warn(narrow_band_warning(path, info.samplerate, frontend.fmax))
+
+
 def run_classify(args: argparse.Namespace) -> int:
-    paths, signals, failures = read_all(args.files)
-    if not paths:
+    from kws.evaluate import LONG_FILE_S
+
+    inputs, failures = check_inputs(args.files)
+    if not inputs:
         report_failures(failures)
         return failures[0].exit_code
+    from kws.audio import iter_blocks
     from kws.bundle import load_bundle
-    from kws.recognizer import classify_audio
+    from kws.engine import Engine
+    from kws.recognizer import classify_audio, recording_posterior
 
     bundle = load_bundle(args.model)
-    posteriors = classify_audio(bundle, signals, args.batch_size)
+    warn_narrow_band(inputs, bundle.frontend)
+    posteriors: dict[str, object] = {}
+    clips = []
+    for path, info in inputs:
+        if info.duration > LONG_FILE_S:  # a recording: streamed, so memory stays bounded
+            warn(f"{path}: {info.duration:.1f} s long; classify gives one label for the whole file, "
+                 f"`kws stream` or `kws evaluate` finds each command in a recording")
+            posteriors[path] = recording_posterior(Engine(bundle), iter_blocks(path))
+            continue
+        try:
+            clips.append((path, load_audio(path)))
+        except AudioError as error:
+            failures.append(error)
+    for (path, _), p in zip(clips, classify_audio(bundle, [signal for _, signal in clips], args.batch_size)):
+        posteriors[path] = p
     results = [
-        {"file": path, "label": bundle.labels[int(p.argmax())], "score": round(float(p.max()), 4)}
-        for path, p in zip(paths, posteriors)
+        {"file": path, "label": bundle.labels[int(posteriors[path].argmax())], "score": round(float(posteriors[path].max()), 4)}
+        for path, _ in inputs if path in posteriors
     ]
     if args.format == "json":
         print(json.dumps(results, indent=1))
@@ -125,8 +155,9 @@ def make_engine(args: argparse.Namespace):
 def run_stream(args: argparse.Namespace) -> int:
     from kws.audio import iter_blocks
 
-    check_readable(args.file)
+    info = check_readable(args.file)
     engine = make_engine(args)
+    warn(narrow_band_warning(args.file, info.samplerate, engine.bundle.frontend.fmax))
     detections = []
     for block in iter_blocks(args.file, block_s=args.block_ms / 1000):
         for d in engine.process(block).detections:
@@ -189,6 +220,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     truth = read_truth(args.truth) if args.truth else None  # a bad truth file is reported before any work
     engine = make_engine(args)
     result = evaluate(engine.bundle, args.paths, engine=engine)
+    scored = [str(item.path) for item in (*result.clips, *result.streams)]
+    warn_narrow_band([(path, check_readable(path)) for path in scored], engine.bundle.frontend)
     report: dict = {"model": str(args.model)}
     report["files"] = [clip_row(c, engine.labels) for c in result.clips]
     if result.labelled:

@@ -46,6 +46,18 @@ def classify_audio(bundle: Bundle, signals: list[np.ndarray], batch_size: int = 
     return clip_posteriors(RecurrentNet(bundle.network), [mfcc(s) for s in signals], batch_size)
 
 
+def recording_posterior(engine, blocks) -> np.ndarray:
+    """The last frame's posterior of a recording fed block by block from a zero state:
+    what `clip_posteriors` gives for the whole file, in memory bounded by one block."""
+    engine.reset()
+    last = np.zeros(len(engine.labels), np.float32)
+    for block in blocks:
+        posteriors = engine.process(block).posteriors
+        if len(posteriors):
+            last = posteriors[-1]
+    return last
+
+
 def top_k(posterior: np.ndarray, labels: list[str], k: int = 2) -> list[tuple[str, float]]:
     order = np.argsort(posterior)[::-1][:k]
     return [(labels[i], float(posterior[i])) for i in order]

@@ -269,3 +269,50 @@ def test_stream_memory_does_not_grow_with_file_length(trained, tmp_path):
     big = peak_rss_mb([*command, str(long)])
     # a 10-minute file is 38 MB as float32: a reader that loaded it whole would show that
     assert big - small < 15, f"peak memory {small:.0f} MB for 30 s, {big:.0f} MB for 10 min"
+
+
+def test_narrow_band_input_is_warned_once_per_file(tmp_path):
+    from kws.audio import load_audio, resample
+
+    clip = load_audio(ROOT / "examples" / "commands.wav")[16000:35200]
+    low, high = tmp_path / "phone.wav", tmp_path / "wide.wav"
+    sf.write(low, resample(clip, 16000, 8000), 8000, subtype="PCM_16")
+    sf.write(high, clip, 16000, subtype="PCM_16")
+    for verb in ("classify", "evaluate"):
+        result = kws(verb, str(low), str(high))
+        assert result.returncode == 0, result.stderr
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+        assert warnings == [f"warning: {low}: recorded at 8000 Hz, so it holds nothing above 4000 Hz; the model "
+                            "listens up to 7600 Hz and is less accurate on such audio"], (verb, result.stderr)
+    assert kws("stream", str(high)).stderr.count("warning") == 0
+
+
+def test_classify_folder_suggests_evaluate(tmp_path):
+    result = kws("classify", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr == f"error: {tmp_path}: is a folder: `kws evaluate {tmp_path}` scores folders and labelled sets\n"
+
+
+def test_classify_long_recording_hints_and_streams_in_bounded_memory(tmp_path):
+    from kws.bundle import load_bundle
+    from kws.engine import RecurrentNet
+    from kws.recognizer import clip_posteriors
+
+    recording = ROOT / "examples" / "commands.wav"
+    result = kws("classify", str(recording), "--format", "json")
+    assert result.returncode == 0
+    assert "classify gives one label for the whole file, `kws stream` or `kws evaluate`" in result.stderr
+    bundle = load_bundle("gru")
+    audio, _ = sf.read(recording, dtype="float32")
+    expected = clip_posteriors(RecurrentNet(bundle.network), [Mfcc(bundle.frontend)(audio)])[0]
+    row = json.loads(result.stdout)[0]
+    assert row["label"] == bundle.labels[int(expected.argmax())] and row["score"] == pytest.approx(expected.max(), abs=1e-4)
+    rng = np.random.default_rng(1)
+    short, long = tmp_path / "short.wav", tmp_path / "long.wav"
+    sf.write(short, (0.01 * rng.standard_normal(16000 * 30)).astype(np.float32), 16000, subtype="PCM_16")
+    with sf.SoundFile(long, "w", 16000, 1, subtype="PCM_16") as f:
+        for _ in range(10):
+            f.write((0.01 * rng.standard_normal(16000 * 60)).astype(np.float32))
+    command = [sys.executable, "-m", "kws.cli", "classify"]
+    small, big = peak_rss_mb([*command, str(short)]), peak_rss_mb([*command, str(long)])
+    assert big - small < 15, f"peak memory {small:.0f} MB for 30 s, {big:.0f} MB for 10 min"
