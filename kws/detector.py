@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numba import njit
 
-NEVER_FIRE = ("silence", "unknown")
+from kws.labels import NEVER_FIRE
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,12 @@ from kws.bundle import Bundle
 from kws.detector import Detection
 from kws.engine import Engine, RecurrentNet
 from kws.frontend import Mfcc
+from kws.labels import SILENCE, UNKNOWN
 from kws.recognizer import clip_posteriors
 
 LONG_FILE_S = 1.5
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au"}
 SKIP_DIRS = {"_background_noise_"}
-SILENCE, UNKNOWN = "silence", "unknown"
 
 
 @dataclass

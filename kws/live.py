@@ -18,6 +18,7 @@ import soxr
 from kws.detector import Detection
 from kws.engine import Engine
 from kws.errors import DeviceError
+from kws.labels import SILENCE
 
 
 class MicrophoneError(DeviceError):
@@ -62,7 +63,7 @@ class Session:
     overflows: int = 0
     audio_seconds: float = 0.0
     level_db: float = -120.0
-    top: tuple[str, float] = ("silence", 0.0)
+    top: tuple[str, float] = (SILENCE, 0.0)
 
 
 class Listener:

@@ -16,8 +16,7 @@ import numpy as np
 
 from kws.detector import Detection
 from kws.errors import KwsError
-
-UNKNOWN = "unknown"
+from kws.labels import UNKNOWN
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,12 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subpro
     )
 
 
+def run_code(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `python -c code` from the repository root (for what `-m` cannot set up first)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
 SMALL = ["--words", "yes,no,up", "--units", "32", "--layers", "1", "--val-percent", "30", "--test-percent", "0",
          "--seq-seconds", "3", "--stream-minutes", "0.5", "--quiet", "--batch-size", "8", "--repeat", "6", "--speed", "0"]
 

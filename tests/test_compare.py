@@ -5,6 +5,7 @@ import json
 import numpy as np
 
 from kws.bundle import load_bundle
+from kws.engine import RecurrentNet
 from kws.frontend import Mfcc
 from kws.recognizer import clip_posteriors
 from tests.conftest import SMALL, run_cli
@@ -31,8 +32,10 @@ def test_report_from_two_bundles(trained, tiny_dataset, tmp_path):
         data = scan(tiny_dataset, tuple(bundle.labels[2:]), meta["val_percent"], meta["test_percent"], meta["split_salt"])
         val = load_clips(data.clips("validation"), bundle.labels)
         mfcc = Mfcc(bundle.frontend)
-        accuracy = np.mean(clip_posteriors(bundle.model, [mfcc(a) for a in val.audio]).argmax(1) == val.labels)
+        net = RecurrentNet(bundle.network)
+        accuracy = np.mean(clip_posteriors(net, [mfcc(a) for a in val.audio]).argmax(1) == val.labels)
         assert abs(rows[arch]["val_clip_accuracy"] - accuracy) < 1e-3
+        assert rows[arch]["split"] == bundle.split and rows[arch]["val_clips"] == len(val.labels)
         assert rows[arch]["ms_per_hop"] > 0 and rows[arch]["stream"]["commands"] > 0
 
     report = out.read_text()
@@ -62,8 +65,9 @@ def test_accuracy_verdict_uses_the_seed_spread():
 
 
 def test_missing_bundle_is_one_line_error(tiny_dataset, tmp_path):
+    """A bad model is exit status 2, as in `kws`."""
     result = run_cli("training.compare", "--data", str(tiny_dataset), "--bundles", str(tmp_path / "nope"),
                      "--out", str(tmp_path / "c.md"))
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'nope'}: no such model bundle")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {tmp_path / 'nope'}: no such model bundle")
+    assert len(result.stderr.splitlines()) == 1

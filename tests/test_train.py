@@ -7,12 +7,16 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from kws.bundle import load_bundle
+from kws.engine import RecurrentNet
 from kws.frontend import Mfcc
+from kws.labels import SILENCE, UNKNOWN
 from kws.recognizer import clip_posteriors
-from tests.conftest import ROOT, SMALL, run_cli
-from training.data import load_clips, scan
+from tests.conftest import ROOT, SMALL, run_cli, run_code
+from training.data import DataError, load_clips, scan, speaker_of
+from training.train import TENSORFLOW_MISSING, parse_args, prepare_data
 
 
 def test_training_writes_a_complete_bundle(trained, tiny_dataset):
@@ -26,6 +30,7 @@ def test_training_writes_a_complete_bundle(trained, tiny_dataset):
     assert {"hits", "misses", "false_alarms_per_hour"} <= set(meta["stream"])
     assert not out.with_name(out.name + ".work").exists()  # work folder removed after success
     assert "wrote" in result.stdout
+    assert result.stderr == ""  # no TensorFlow start-up or log lines: training prints only its own progress
 
 
 def test_trained_model_recognises_unseen_voices(trained, tiny_dataset):
@@ -38,7 +43,7 @@ def test_trained_model_recognises_unseen_voices(trained, tiny_dataset):
     assert val and not train_paths & {c.path for c in val}
     clips = load_clips(val, bundle.labels)
     mfcc = Mfcc(bundle.frontend)
-    predicted = clip_posteriors(bundle.model, [mfcc(a) for a in clips.audio]).argmax(axis=1)
+    predicted = clip_posteriors(RecurrentNet(bundle.network), [mfcc(a) for a in clips.audio]).argmax(axis=1)
     accuracy = float(np.mean(predicted == clips.labels))
     assert accuracy >= 0.6, f"accuracy {accuracy:.2f} on unseen voices (chance is 0.2)"
 
@@ -84,6 +89,58 @@ def test_bad_data_folder_is_one_line_error(tmp_path):
     result = run_cli("training.train", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: {tmp_path / 'none'}: no such data folder"
+
+
+def test_batch_size_zero_is_refused_by_the_parser(tmp_path):
+    result = run_cli("training.train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--batch-size", "0")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == "kws-train: error: argument --batch-size: must be a whole number >= 1, got 0"
+
+
+def test_help_and_the_missing_tensorflow_error_without_tensorflow(tiny_dataset, tmp_path):
+    """`kws-train --help` needs no TensorFlow; a run without it ends in one line (kws[train])."""
+    without = "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\nfrom training.train import main\n"
+    shown = run_code(without + "main(['--help'])")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "--batch-size BATCH_SIZE" in shown.stdout and "(default: 32)" in shown.stdout
+    assert "130 interrupted" in shown.stdout  # the exit codes, as the epilog
+    run = run_code(without + f"sys.exit(main(['--data', {str(tiny_dataset)!r}, '--out', {str(tmp_path / 'o')!r}]))")
+    assert run.returncode == 2
+    assert run.stderr == f"error: {TENSORFLOW_MISSING}\n" == "error: training needs TensorFlow: pip install 'kws[train]'\n"
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.work").exists()
+
+
+def test_data_stage_alone(tiny_dataset, tmp_path):
+    """The data stage: the split's clips, speaker-disjoint; feature statistics; the validation stream."""
+    args = parse_args(["--data", str(tiny_dataset), "--out", str(tmp_path / "o"), *SMALL, "--monitor", "both"])
+    data = prepare_data(args)
+    assert data.labels == [SILENCE, UNKNOWN, "yes", "no", "up"]
+    expected = scan(tiny_dataset, ("yes", "no", "up"), 30, 0)
+    assert data.val_clips.paths == [c.path for c in expected.clips("validation")]
+    assert data.train_clips.paths == [c.path for c in expected.clips("training")]
+    assert not {speaker_of(p) for p in data.train_clips.paths} & {speaker_of(p) for p in data.val_clips.paths
+                                                                  if "_silence_" not in str(p)}
+    n_mfcc = data.mfcc.config.n_mfcc
+    assert data.mean.shape == data.variance.shape == (n_mfcc,) and np.all(data.variance > 0)
+    assert np.array_equal(data.maker.feature_fill, data.mean.astype(np.float32))
+    assert [len(f) for f in data.val_features] == [len(data.mfcc(a)) for a in data.val_clips.audio]
+    features, truth, audio_s, labels = data.val_stream
+    assert audio_s == 480 and features.shape[1] == n_mfcc and len(truth) > 10 and labels == data.labels
+    again = prepare_data(args)  # deterministic for a seed
+    assert np.array_equal(again.mean, data.mean) and np.array_equal(again.val_stream[0], features)
+
+
+def test_data_stage_takes_the_initial_bundles_statistics(trained, tiny_dataset, tmp_path):
+    start, _ = trained
+    args = parse_args(["--data", str(tiny_dataset), "--out", str(tmp_path / "o"), *SMALL, "--init", str(start)])
+    data = prepare_data(args)
+    network = load_bundle(start).network
+    assert data.initial.path == start
+    assert np.array_equal(data.mean, network.mean) and np.array_equal(data.variance, network.variance)
+    other = parse_args(["--data", str(tiny_dataset), "--out", str(tmp_path / "o"), *SMALL, "--init", str(start),
+                        "--units", "16"])
+    with pytest.raises(DataError, match="cannot start from this bundle"):
+        prepare_data(other)
 
 
 def test_mistyped_flag_is_refused(tmp_path):

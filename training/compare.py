@@ -1,12 +1,12 @@
 """GRU vs LSTM, measured on the same data and machine.
 
-    python -m training.compare --data DIR --split-salt kws \\
+    python -m training.compare --data DIR \\
         --bundles assets/gru assets/lstm assets/sizes/gru64 assets/sizes/lstm64 --out docs/comparison.md
 
 For each bundle it measures, in this run: parameters, bundle size on disk,
-validation clip accuracy (held-out speakers), endless-stream hits and false alarms
-per hour (the state never reset), per-hop streaming time of the fast path, and the
-memory the streaming engine holds; and it reads from each bundle's training record
+validation clip accuracy (the speakers held out by the split recorded in the bundle),
+endless-stream hits and false alarms per hour (the state never reset), per-hop
+streaming time of the fast path, and the memory the streaming engine holds; and it reads from each bundle's training record
 (written by kws-train when it was trained): training seconds per epoch and in all,
 epochs to the best validation score, peak memory while training, and the recipe.
 It writes a Markdown report with the table, a verdict per common claim, and PNG
@@ -16,7 +16,6 @@ one architecture after another) instead of taking existing ones.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -24,6 +23,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from kws.errors import non_negative_int, positive_float, positive_int
+from training.options import add_split_arguments, given_split, make_parser, run_main, validation_set
 
 SPEED_SECONDS = 20.0
 STREAM_SEED = 100  # the validation stream every bundle is scored on
@@ -74,34 +76,30 @@ def engine_bytes(bundle) -> int:
     return int(sum(a.nbytes for a in arrays + state))
 
 
-def measure(path: str, data: str, split_salt: str, stream_minutes: float, seed: int) -> dict:
+def measure(path: str, data: str, given: dict, stream_minutes: float, seed: int) -> dict:
+    """`given`: the split options given (by default the split recorded in the bundle applies)."""
     from kws.bundle import load_bundle
     from kws.engine import RecurrentNet, detector_config
     from kws.detector import Detector
     from kws.frontend import Mfcc
     from kws.recognizer import clip_posteriors
     from kws.scoring import score_stream
-    from training.data import load_clips, load_noise, scan
     from training.make_stream import build_stream
 
     bundle = load_bundle(path)
     meta = bundle.metadata
-    words = tuple(label for label in bundle.labels if label not in ("silence", "unknown"))
-    dataset = scan(data, words, meta.get("val_percent", 15.0), meta.get("test_percent", 0.0),
-                   meta.get("split_salt", split_salt))
-    val = load_clips(dataset.clips("validation"), dataset.labels)
+    dataset, val, noise, split = validation_set(data, bundle, given)
     mfcc = Mfcc(bundle.frontend)
     net = RecurrentNet(bundle.network)
     accuracy = float(np.mean(clip_posteriors(net, [mfcc(a) for a in val.audio]).argmax(1) == val.labels))
-    audio, truth = build_stream(val, dataset.labels, load_noise(dataset.noise_files, "validation"), stream_minutes * 60,
-                                np.random.default_rng(seed))
+    audio, truth = build_stream(val, dataset.labels, noise, stream_minutes * 60, np.random.default_rng(seed))
     posteriors, _ = net.run(mfcc(audio)[:, None, :], net.zero_state(1))
     detections = Detector(bundle.labels, detector_config(bundle)).run(posteriors[:, 0])
     stream = score_stream(detections, truth, len(audio) / bundle.frontend.sample_rate).to_dict()
     return {
         "bundle": path, "arch": bundle.arch, "units": bundle.units, "layers": bundle.layers,
         "seed": meta.get("seed"), "params": bundle.n_params, "bundle_kb": round(folder_bytes(bundle.path) / 1024, 1),
-        "val_clips": len(val.labels), "val_clip_accuracy": round(accuracy, 4),
+        "split": split, "val_clips": len(val.labels), "val_clip_accuracy": round(accuracy, 4),
         "stream": stream,
         "engine_kb": round(engine_bytes(bundle) / 1024, 1),
         "recipe": {k: meta.get(k) for k in ("hyperparameters", "augment", "seed", "words", "train_clips", "monitor")},
@@ -123,11 +121,12 @@ def train_all(args) -> list[str]:
                 runs.append(subprocess.Popen([sys.executable, "-m", "training.recipe", "--data", args.data,
                                               "--arch", arch, "--units", str(units), "--out", out,
                                               "--work", args.train_dir, "--seed", str(seed),
-                                              "--split-salt", args.split_salt], env={**os.environ, **recipe.ONE_CORE}))
+                                              "--split-salt", getattr(args, "split_salt", recipe.SPLIT_SALT)],
+                                             env={**os.environ, **recipe.ONE_CORE}))
                 paths.append(out)
             for process in runs:
                 if process.wait():
-                    raise SystemExit(f"error: training failed: {' '.join(process.args)}")
+                    raise recipe.StepFailed(process.args[2:], process.returncode)
     return paths
 
 
@@ -288,32 +287,27 @@ def report(rows: list[dict], images: list[str], command: str, machine: str) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.split("\n\n")[0],
-                                     allow_abbrev=False)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--split-salt", default="kws")
+    parser = make_parser("python -m training.compare", __doc__)
+    parser.add_argument("--data", required=True, help="the Speech Commands folder the bundles were trained on")
+    add_split_arguments(parser, source="each bundle (with --train: the recipe's, salt 'kws')")
     parser.add_argument("--bundles", nargs="+", help="bundles to compare (instead of --train)")
     parser.add_argument("--train", action="store_true", help="train every architecture and size first")
-    parser.add_argument("--train-dir", default="runs/compare")
-    parser.add_argument("--units", type=int, nargs="+", default=[128, 64])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="with --train: training seeds")
-    parser.add_argument("--stream-minutes", type=float, default=15.0)
-    parser.add_argument("--out", default="docs/comparison.md")
+    parser.add_argument("--train-dir", default="runs/compare", help="with --train: where the bundles go")
+    parser.add_argument("--units", type=positive_int, nargs="+", default=[128, 64], help="with --train: sizes to train")
+    parser.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0], help="with --train: training seeds")
+    parser.add_argument("--stream-minutes", type=positive_float, default=15.0, help="length of the validation stream")
+    parser.add_argument("--out", default="docs/comparison.md", help="the report (the JSON and plots go beside it)")
     args = parser.parse_args(argv)
     if bool(args.bundles) == args.train:
         parser.error("give either --bundles or --train")
+    return run_main(lambda: compare(args, argv))
+
+
+def compare(args, argv: list[str] | None) -> int:
     from training.timing import machine
 
     paths = train_all(args) if args.train else args.bundles
-    from kws.audio import AudioError
-    from kws.bundle import BundleError
-    from training.data import DataError
-
-    try:
-        rows = [measure(p, args.data, args.split_salt, args.stream_minutes, STREAM_SEED) for p in paths]
-    except (BundleError, DataError, AudioError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    rows = [measure(p, args.data, given_split(args), args.stream_minutes, STREAM_SEED) for p in paths]
     for row, ms in zip(rows, per_hop_ms(paths)):
         row["ms_per_hop"] = round(ms, 4)
     out = Path(args.out)
@@ -327,5 +321,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.exit(main())

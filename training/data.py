@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from kws.audio import SAMPLE_RATE, load_audio
+from kws.errors import KwsError
+from kws.labels import SILENCE, UNKNOWN
 
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
-SILENCE = "silence"
-UNKNOWN = "unknown"
 NOISE_DIR = "_background_noise_"
 SILENCE_DIR = "_silence_"
 UNKNOWN_DIR = "_unknown_"
@@ -29,7 +29,7 @@ MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # as in TensorFlow's speech_commands input_d
 CLIP_SAMPLES = SAMPLE_RATE
 
 
-class DataError(ValueError):
+class DataError(KwsError):
     """A data folder that cannot be used; the message names it and the problem."""
 
 
@@ -128,6 +128,11 @@ def scan(
     if not dataset.clips("training"):
         raise DataError(f"{root}: no training clips found (is this a Speech Commands folder?)")
     return dataset
+
+
+def scan_split(root: str | Path, words: tuple[str, ...] | None, split: dict) -> DataSet:
+    """`scan` with the split as recorded in a bundle (`val_percent`, `test_percent`, `split_salt`)."""
+    return scan(root, words, split["val_percent"], split["test_percent"], split["split_salt"])
 
 
 def fit_clip(audio: np.ndarray, length: int = CLIP_SAMPLES) -> np.ndarray:

@@ -9,7 +9,6 @@ Range); every archive is checked against its published SHA-256 before extraction
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import shutil
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 from kws.bundle import sha256_file
+from kws.errors import EXIT_BAD_INPUT, KwsError
+from training.options import make_parser, run_main
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,10 @@ ARCHIVES = {
 BLOCK = 1 << 16
 
 
-class DownloadError(RuntimeError):
-    pass
+class DownloadError(KwsError):
+    """An archive that cannot be fetched, verified or extracted (an input that cannot be used)."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 def _open(url: str, offset: int, timeout: float):
@@ -158,13 +161,13 @@ def download(out: Path, which: list[str], archives: dict[str, Archive] = ARCHIVE
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.download", description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = make_parser("python -m training.download", __doc__)
     parser.add_argument("--out", required=True, help="folder to download into")
     parser.add_argument("--which", default="train,test", help="comma-separated: train, test")
     parser.add_argument("--url", help="download this archive instead (a mirror); needs --sha256")
     parser.add_argument("--sha256", help="expected SHA-256 of --url")
-    parser.add_argument("--keep-archives", action="store_true")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--keep-archives", action="store_true", help="keep the .tar.gz files after extracting")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     archives = dict(ARCHIVES)
     which = [w for w in args.which.split(",") if w]
@@ -177,17 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [w for w in which if w not in archives]
     if unknown:
         parser.error(f"unknown archive(s) {', '.join(unknown)}; choose from train, test")
-    try:
+
+    def run() -> int:
         done = download(Path(args.out), which, archives, not args.no_progress, args.keep_archives)
-    except DownloadError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
-        return 130
-    for name, path in done.items():
-        print(f"{name}: {path}")
-    return 0
+        for name, path in done.items():
+            print(f"{name}: {path}")
+        return 0
+
+    return run_main(run, "interrupted: run the same command again to resume")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ background noise and random gaps. Deterministic for a seed.
     python -m training.make_stream --data DIR --minutes 10 --seed 0 --out stream.wav
 
 writes stream.wav (16 kHz, 16-bit) and stream.csv (`label,time_ms` per spoken word,
-the time being where the word's sound starts).
+the time being where the word's sound starts). With `--model BUNDLE` the words and the
+data split are the model's (as recorded in its bundle), so that a validation stream
+holds only speakers the model never heard in training.
 """
 
 from __future__ import annotations
@@ -16,19 +18,17 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from kws.audio import SAMPLE_RATE, AudioError
+from kws.audio import SAMPLE_RATE
+from kws.bundle import load_bundle
+from kws.errors import non_negative_int, positive_float
+from kws.labels import SILENCE, UNKNOWN, command_words
 from kws.scoring import TruthWord, write_truth
-from training.data import (
-    COMMANDS,
-    SILENCE,
-    UNKNOWN,
-    DataError,
-    LoadedClips,
-    load_clips,
-    load_noise,
-    scan,
-)
+from training.data import COMMANDS, DataError, LoadedClips, load_clips, load_noise, scan_split
+from training.options import add_split_arguments, chosen_split, given_split, make_parser, run_main
 from training.sequences import noise_cut
+
+# the split without --model (the shipped models' percentages; their salt is `kws`)
+STREAM_SPLIT = {"val_percent": 15.0, "test_percent": 0.0, "split_salt": ""}
 
 
 def build_stream(
@@ -69,29 +69,34 @@ def build_stream(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.make_stream", description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = make_parser("python -m training.make_stream", __doc__)
     parser.add_argument("--data", required=True, help="Speech Commands folder")
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", help="a bundle whose command words and recorded data split are the defaults")
+    parser.add_argument("--minutes", type=positive_float, default=10.0, help="length of the stream")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the order, gaps and noise")
     parser.add_argument("--out", required=True, help="output WAV; the truth CSV is written beside it")
-    parser.add_argument("--split", default="validation", choices=("training", "validation", "testing", "all"))
-    parser.add_argument("--words", default=",".join(COMMANDS), help="comma-separated command words")
-    parser.add_argument("--val-percent", type=float, default=15.0)
-    parser.add_argument("--test-percent", type=float, default=0.0)
-    parser.add_argument("--split-salt", default="", help="as given to kws-train")
+    parser.add_argument("--split", default="validation", choices=("training", "validation", "testing", "all"),
+                        help="whose clips: the speakers of this part of the data split")
+    parser.add_argument("--words", default=argparse.SUPPRESS,
+                        help=f"comma-separated command words (default: the --model's, else {','.join(COMMANDS)})")
+    add_split_arguments(parser, fallback=STREAM_SPLIT, source="the --model bundle")
     parser.add_argument("--noise-dbfs", type=float, default=-40.0, help="background noise level (RMS, dBFS)")
     args = parser.parse_args(argv)
-    try:
-        dataset = scan(args.data, tuple(args.words.split(",")), args.val_percent, args.test_percent, args.split_salt)
-        chosen = [c for s in dataset.splits for c in dataset.clips(s)] if args.split == "all" else dataset.clips(args.split)
-        clips = load_clips(chosen, dataset.labels)
-        noise_part = "training" if args.split == "training" else "validation"
-        noise = load_noise(dataset.noise_files, noise_part)
-        rng = np.random.default_rng(args.seed)
-        audio, truth = build_stream(clips, dataset.labels, noise, args.minutes * 60, rng, noise_dbfs=args.noise_dbfs)
-    except (DataError, AudioError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_main(lambda: make(args))
+
+
+def make(args) -> int:
+    bundle = load_bundle(args.model) if args.model else None
+    if hasattr(args, "words"):
+        words = tuple(args.words.split(","))
+    else:
+        words = command_words(bundle.labels) if bundle else COMMANDS
+    dataset = scan_split(args.data, words, chosen_split(given_split(args), bundle, None if bundle else STREAM_SPLIT))
+    chosen = [c for s in dataset.splits for c in dataset.clips(s)] if args.split == "all" else dataset.clips(args.split)
+    clips = load_clips(chosen, dataset.labels)
+    noise = load_noise(dataset.noise_files, "training" if args.split == "training" else "validation")
+    rng = np.random.default_rng(args.seed)
+    audio, truth = build_stream(clips, dataset.labels, noise, args.minutes * 60, rng, noise_dbfs=args.noise_dbfs)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sf.write(out, audio, SAMPLE_RATE, subtype="PCM_16")

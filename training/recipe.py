@@ -15,14 +15,25 @@ rerunning the same command carries on where it stopped.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from kws.errors import KwsError, non_negative_int, positive_int
+from training.options import make_parser, run_main
+
 SPLIT = ["--val-percent", "15", "--test-percent", "0"]
+SPLIT_SALT = "kws"
 ONE_CORE = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
+class StepFailed(KwsError):
+    """A step (its own process) failed: it has said why; the exit status is the step's."""
+
+    def __init__(self, command: list[str], status: int):
+        super().__init__(f"step failed with exit status {status}: python -m {' '.join(command)}")
+        self.exit_code = status or 1
 
 
 def is_done(output: Path, step: str) -> bool:
@@ -33,7 +44,7 @@ def is_done(output: Path, step: str) -> bool:
     return step != "training.tune_detector" or "tuned" in (json.loads(bundle_json.read_text()).get("detector") or {})
 
 
-def commands(data: str, arch: str, units: int, out: str, work: str, seed: int = 0, split_salt: str = "kws",
+def commands(data: str, arch: str, units: int, out: str, work: str, seed: int = 0, split_salt: str = SPLIT_SALT,
              clip_epochs: int = 70, stream_epochs: int = 60) -> list[tuple[Path, list[str]]]:
     """(output, command) for each step, in order."""
     clips = Path(work) / f"{arch}{units}_clips"
@@ -45,8 +56,7 @@ def commands(data: str, arch: str, units: int, out: str, work: str, seed: int = 
         (Path(out), ["training.train", *common, "--out", out, "--init", str(clips), "--epochs", str(stream_epochs),
                      "--patience", "25", "--lr", "5e-4", "--warmup-epochs", "2", "--seq-seconds", "4",
                      "--monitor", "both", "--stream-minutes", "15"]),
-        (Path(out), ["training.tune_detector", "--model", out, "--data", data,
-                                         "--split-salt", split_salt, "--minutes", "10"]),
+        (Path(out), ["training.tune_detector", "--model", out, "--data", data, "--minutes", "10"]),  # the bundle's split
     ]
 
 
@@ -56,26 +66,22 @@ def run(steps: list[tuple[Path, list[str]]]) -> None:
             print(f"done already: python -m {' '.join(command)}", flush=True)
             continue
         print("run: python -m " + " ".join(command), flush=True)
-        subprocess.run([sys.executable, "-m", *command], check=True)
+        status = subprocess.run([sys.executable, "-m", *command]).returncode
+        if status:
+            raise StepFailed(command, status)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.recipe", description=__doc__.split("\n\n")[0],
-                                     allow_abbrev=False)
-    parser.add_argument("--data", default="../shared/data/speech_commands")
-    parser.add_argument("--arch", choices=("gru", "lstm"), default="gru")
-    parser.add_argument("--units", type=int, default=128)
+    parser = make_parser("python -m training.recipe", __doc__)
+    parser.add_argument("--data", default="../shared/data/speech_commands", help="Speech Commands folder")
+    parser.add_argument("--arch", choices=("gru", "lstm"), default="gru", help="recurrent layer type")
+    parser.add_argument("--units", type=positive_int, default=128, help="units per recurrent layer")
     parser.add_argument("--out", required=True, help="bundle folder to write")
     parser.add_argument("--work", default="runs", help="folder for the clip-stage bundle")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--split-salt", default="kws")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="training seed")
+    parser.add_argument("--split-salt", default=SPLIT_SALT, help="hashed with each speaker id for the split")
     args = parser.parse_args(argv)
-    try:
-        run(commands(args.data, args.arch, args.units, args.out, args.work, args.seed, args.split_salt))
-    except subprocess.CalledProcessError as e:
-        print(f"error: step failed with exit status {e.returncode}: python -m {' '.join(e.cmd[2:])}", file=sys.stderr)
-        return e.returncode or 1
-    return 0
+    return run_main(lambda: run(commands(args.data, args.arch, args.units, args.out, args.work, args.seed, args.split_salt)))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ import numpy as np
 import soxr
 
 from kws.frontend import Mfcc
-from training.data import CLIP_SAMPLES, SILENCE, LoadedClips
+from kws.labels import SILENCE
+from training.data import CLIP_SAMPLES, LoadedClips
 
 
 @dataclass(frozen=True)

@@ -11,67 +11,119 @@ stops early, and resumes an interrupted run from `<out>.work/`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import importlib.util
 import json
-import math
 import os
 import resource
 import shlex
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from kws import interrupt
-from kws.audio import AudioError
-from kws.bundle import BundleError
+from kws.bundle import Bundle, load_bundle
 from kws.detector import DetectorConfig
+from kws.errors import KwsError, non_negative_float, non_negative_int, positive_float, positive_int
 from kws.frontend import Mfcc, MfccConfig
-from training.data import COMMANDS, DataError, balanced_indices, load_clips, load_noise, scan
+from training.data import COMMANDS, DataError, DataSet, LoadedClips, balanced_indices, load_clips, load_noise, scan_split
+from training.make_stream import build_stream
+from training.options import (TRAIN_SPLIT, add_split_arguments, chosen_split, fraction, given_split, make_parser, run_main,
+                              share)
 from training.sequences import AugmentConfig, SequenceMaker
 
-
+# TensorFlow and Keras are imported only once a run starts (`import_quietly`), so that
+# `kws-train --help` and the data checks work without them (they are the `kws[train]` extra).
+TENSORFLOW_MISSING = "training needs TensorFlow: pip install 'kws[train]'"
 MONITORS = {"clip": "val_clip_accuracy", "stream": "val_stream_score", "both": "val_clip_plus_stream"}
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="kws-train", description=__doc__.split("\n\n")[0], allow_abbrev=False)
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser("kws-train", __doc__)
     parser.add_argument("--data", required=True, help="Speech Commands folder (or your own words, one folder each)")
     parser.add_argument("--out", required=True, help="bundle folder to write")
-    parser.add_argument("--arch", choices=("gru", "lstm"), default="gru")
-    parser.add_argument("--units", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--arch", choices=("gru", "lstm"), default="gru", help="recurrent layer type")
+    parser.add_argument("--units", type=positive_int, default=128, help="units per recurrent layer")
+    parser.add_argument("--layers", type=positive_int, default=2, help="recurrent layers")
+    parser.add_argument("--dropout", type=fraction, default=0.1, help="dropout after each recurrent layer, in [0, 1)")
     parser.add_argument("--words", default=",".join(COMMANDS), help="comma-separated words, or 'all' for every folder")
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
-    parser.add_argument("--warmup-epochs", type=float, default=0.0,
+    parser.add_argument("--epochs", type=positive_int, default=60, help="most epochs to train")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="sequences per training step")
+    parser.add_argument("--lr", type=positive_float, default=2e-3, help="peak learning rate (cosine decay)")
+    parser.add_argument("--warmup-epochs", type=non_negative_float, default=0.0,
                         help="rise linearly to --lr over this many epochs first (fine-tuning: avoids a shock "
                         "to the initial weights while the optimizer's moments are still empty)")
     parser.add_argument("--monitor", choices=tuple(MONITORS), default="clip",
                         help="keep the epoch with the best validation clip accuracy ('clip'), the best score on a "
                         "validation stream, (hits - wrong - false alarms) / commands ('stream'), or the best sum "
                         "of the two ('both'; for fine-tuning on streams)")
-    parser.add_argument("--patience", type=int, default=15, help="epochs without improvement before stopping")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--val-percent", type=float, default=10.0)
-    parser.add_argument("--test-percent", type=float, default=10.0)
-    parser.add_argument("--split-salt", default="", help="hash this with each speaker id for the split "
-                        "(needed for subsets of the canonical test set; see README)")
-    parser.add_argument("--seq-seconds", type=float, default=AugmentConfig.seq_seconds)
-    parser.add_argument("--speed", type=float, default=0.1, help="speed perturbation: clips resampled by up to ±this")
-    parser.add_argument("--single-clip-share", type=float, default=0.0,
+    parser.add_argument("--patience", type=positive_int, default=15, help="epochs without improvement before stopping")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of the weights, the augmentation and --max-clips")
+    add_split_arguments(parser, TRAIN_SPLIT)
+    parser.add_argument("--seq-seconds", type=positive_float, default=AugmentConfig.seq_seconds,
+                        help="length of a training sequence")
+    parser.add_argument("--speed", type=fraction, default=0.1, help="speed perturbation: clips resampled by up to ±this")
+    parser.add_argument("--single-clip-share", type=share, default=0.0,
                         help="share of training sequences that hold a single clip (then background only)")
-    parser.add_argument("--stream-minutes", type=float, default=15.0, help="length of the validation stream")
-    parser.add_argument("--strategy", choices=("default", "mirrored"), default="default")
-    parser.add_argument("--cpu-devices", type=int, default=0, help="split the CPU into N logical devices")
+    parser.add_argument("--stream-minutes", type=positive_float, default=15.0, help="length of the validation stream")
+    parser.add_argument("--strategy", choices=("default", "mirrored"), default="default",
+                        help="tf.distribute strategy; 'mirrored' spreads each batch over the GPUs (or the --cpu-devices)")
+    parser.add_argument("--cpu-devices", type=non_negative_int, default=0,
+                        help="split the CPU into N logical devices (0 or 1: one)")
     parser.add_argument("--init", help="start from this bundle's weights and feature statistics (fine-tuning)")
-    parser.add_argument("--repeat", type=int, default=1, help="passes over the training clips per epoch (small data sets)")
-    parser.add_argument("--max-clips", type=int, default=0, help="use at most N training clips (quick runs)")
+    parser.add_argument("--repeat", type=positive_int, default=1,
+                        help="passes over the training clips per epoch (small data sets)")
+    parser.add_argument("--max-clips", type=non_negative_int, default=0, help="use at most N training clips (0: all)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def require_tensorflow() -> None:
+    """Refuse a run at once, in one line, where TensorFlow or Keras is not installed."""
+    for name in ("tensorflow", "keras"):
+        if importlib.util.find_spec(name) is None:
+            raise KwsError(TENSORFLOW_MISSING)
+
+
+@contextlib.contextmanager
+def _stderr_discarded():
+    """File descriptor 2 to /dev/null: TensorFlow's C++ start-up lines (absl, oneDNN, CPU
+    features) are written there before any log level applies."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_quietly(name: str):
+    """Import `tensorflow` or `keras` without TensorFlow's start-up noise on the terminal."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        with _stderr_discarded():
+            module = importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name in ("tensorflow", "keras"):
+            raise KwsError(TENSORFLOW_MISSING) from None
+        raise
+    if name == "tensorflow":
+        module.get_logger().setLevel("ERROR")
+    return module
 
 
 def configure_devices(n_cpu_devices: int) -> None:
@@ -220,7 +272,6 @@ def stream_figures(net, labels, clips, noise, minutes: float, seed: int, mfcc: M
     from kws.detector import Detector
     from kws.recognizer import sequence_posteriors
     from kws.scoring import score_stream
-    from training.make_stream import build_stream
 
     audio, truth = build_stream(clips, labels, noise, minutes * 60, np.random.default_rng(seed))
     posteriors = sequence_posteriors(net, mfcc(audio))
@@ -230,9 +281,7 @@ def stream_figures(net, labels, clips, noise, minutes: float, seed: int, mfcc: M
     return {"stream_minutes": minutes, "detector": config.to_dict(), **score.to_dict()}
 
 
-def load_initial(args: argparse.Namespace, labels: list[str]):
-    from kws.bundle import load_bundle
-
+def load_initial(args: argparse.Namespace, labels: list[str]) -> Bundle:
     initial = load_bundle(args.init)
     wanted = (args.arch, args.units, args.layers, labels)
     found = (initial.arch, initial.units, initial.layers, initial.labels)
@@ -242,19 +291,34 @@ def load_initial(args: argparse.Namespace, labels: list[str]):
     return initial
 
 
-def train(args: argparse.Namespace) -> dict:
-    configure_devices(args.cpu_devices)
-    import keras
+@dataclass
+class TrainingData:
+    """What the data stage gives the later stages: the clips, the sequence maker, the
+    feature statistics and the validation material (all without TensorFlow)."""
 
-    from kws.bundle import Bundle, save_bundle
-    from kws.engine import RecurrentNet
-    from kws.models import build_model, load_keras_model, network_of
-    from kws.recognizer import clip_posteriors
+    dataset: DataSet
+    train_clips: LoadedClips
+    val_clips: LoadedClips
+    mfcc: Mfcc
+    augment: AugmentConfig
+    maker: SequenceMaker
+    mean: np.ndarray
+    variance: np.ndarray
+    val_features: list[np.ndarray]
+    val_noise: list[np.ndarray]
+    val_stream: tuple | None  # (features, truth, audio_s, labels) with --monitor stream or both
+    initial: Bundle | None  # the --init bundle
 
-    keras.utils.set_random_seed(args.seed)
-    started = time.time()
+    @property
+    def labels(self) -> list[str]:
+        return self.dataset.labels
+
+
+def prepare_data(args: argparse.Namespace) -> TrainingData:
+    """Data stage: scan and split the folder, load the clips, make the sequence maker, take
+    the feature statistics (from the --init bundle when fine-tuning) and the validation set."""
     words = None if args.words == "all" else tuple(w for w in args.words.split(",") if w)
-    dataset = scan(args.data, words, args.val_percent, args.test_percent, args.split_salt)
+    dataset = scan_split(args.data, words, chosen_split(given_split(args)))
     train_list = dataset.clips("training")
     if args.max_clips:
         train_list = [train_list[i] for i in np.random.default_rng(args.seed).permutation(len(train_list))[: args.max_clips]]
@@ -272,58 +336,81 @@ def train(args: argparse.Namespace) -> dict:
         stats_slots = balanced_indices(train_clips.labels, dataset.labels, np.random.default_rng(args.seed))
         mean, variance = feature_stats(maker, stats_slots, args.seed)
     maker.feature_fill = mean.astype(np.float32)
-
-    work = Path(str(args.out).rstrip("/") + ".work")
-    work.mkdir(parents=True, exist_ok=True)
-    progress = Progress(work, MONITORS[args.monitor])
-    if progress.state["epochs_done"]:
-        print(f"resuming from {work} after epoch {progress.state['epochs_done']}")
-    data = make_dataset(maker, train_clips.labels, dataset.labels, args.batch_size, args.seed, progress.state["epochs_done"],
-                        args.repeat)
-
-    strategy = make_strategy(args.strategy)
-    with strategy.scope():
-        if progress.state["checkpoint"]:
-            model = keras.saving.load_model(work / progress.state["checkpoint"])
-        else:
-            model = build_model(args.arch, mfcc.config.n_mfcc, len(dataset.labels), args.units, args.layers,
-                                args.dropout, mean, variance)
-            if initial is not None:
-                model.set_weights(load_keras_model(args.init).get_weights())
-            warmup = int(args.warmup_epochs * len(data))
-            schedule = keras.optimizers.schedules.CosineDecay(
-                args.lr / 100 if warmup else args.lr, decay_steps=args.epochs * len(data) - warmup, alpha=0.02,
-                warmup_target=args.lr if warmup else None, warmup_steps=warmup)
-            model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss="sparse_categorical_crossentropy")
-    inference = build_model(args.arch, mfcc.config.n_mfcc, len(dataset.labels), args.units, args.layers, 0.0, mean, variance)
-    val_features = [mfcc(a) for a in val_clips.audio]
     val_noise = load_noise(dataset.noise_files, "validation")
     val_stream = None
     if args.monitor in ("stream", "both"):
-        from training.make_stream import build_stream
-
         audio, truth = build_stream(val_clips, dataset.labels, val_noise, 480, np.random.default_rng([args.seed, 7]))
         val_stream = (mfcc(audio), truth, len(audio) / mfcc.config.sample_rate, dataset.labels)
-    callbacks = build_callbacks(work, progress, inference, val_features, val_clips.labels, args.patience,
-                                not args.quiet, val_stream)
+    return TrainingData(dataset, train_clips, val_clips, mfcc, augment, maker, mean, variance,
+                        [mfcc(a) for a in val_clips.audio], val_noise, val_stream, initial)
+
+
+def work_folder(out: str) -> Path:
+    """Where an unfinished run keeps its checkpoints and progress (`OUT.work/`)."""
+    return Path(str(out).rstrip("/") + ".work")
+
+
+def prepare_model(args: argparse.Namespace, data: TrainingData, progress: Progress, steps_per_epoch: int):
+    """Model stage: (model, inference, strategy). The model to fit is resumed from the work
+    folder's checkpoint, or built (with the --init bundle's weights when fine-tuning) and
+    compiled, inside the strategy; `inference` is the same network without dropout, outside
+    any strategy, for validation and the bundle."""
+    import keras
+
+    from kws.models import build_model, load_keras_model
+
+    strategy = make_strategy(args.strategy)
+    shape = (args.arch, data.mfcc.config.n_mfcc, len(data.labels), args.units, args.layers)
+    with strategy.scope():
+        if progress.state["checkpoint"]:
+            model = keras.saving.load_model(progress.work / progress.state["checkpoint"])
+        else:
+            model = build_model(*shape, args.dropout, data.mean, data.variance)
+            if data.initial is not None:
+                model.set_weights(load_keras_model(args.init).get_weights())
+            warmup = int(args.warmup_epochs * steps_per_epoch)
+            schedule = keras.optimizers.schedules.CosineDecay(
+                args.lr / 100 if warmup else args.lr, decay_steps=args.epochs * steps_per_epoch - warmup, alpha=0.02,
+                warmup_target=args.lr if warmup else None, warmup_steps=warmup)
+            model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss="sparse_categorical_crossentropy")
+    inference = build_model(*shape, 0.0, data.mean, data.variance)
+    return model, inference, strategy
+
+
+def fit(args: argparse.Namespace, data: TrainingData, batches, model, inference, progress: Progress) -> float:
+    """Fit stage: Keras fit from the epoch the work folder reached, validating, checkpointing
+    and stopping early after each epoch; the seconds it took. Ctrl-C: KeyboardInterrupt."""
+    callbacks = build_callbacks(progress.work, progress, inference, data.val_features, data.val_clips.labels,
+                                args.patience, not args.quiet, data.val_stream)
     fit_started = time.time()
-    model.fit(data, epochs=args.epochs, initial_epoch=progress.state["epochs_done"], callbacks=callbacks,
+    model.fit(batches, epochs=args.epochs, initial_epoch=progress.state["epochs_done"], callbacks=callbacks,
               verbose=0 if args.quiet else 1)
     if interrupt.requested():
         raise KeyboardInterrupt
-    fit_seconds = time.time() - fit_started
+    return time.time() - fit_started
 
-    inference.load_weights(work / progress.state["best"]["weights"])
+
+def record(args: argparse.Namespace, data: TrainingData, inference, progress: Progress, replicas: int,
+           fit_seconds: float, started: float) -> dict:
+    """Record stage: score the best epoch's weights on the validation clips and stream, write
+    the bundle with the run's metadata, and remove the work folder."""
+    from kws.bundle import save_bundle
+    from kws.engine import RecurrentNet
+    from kws.models import network_of
+    from kws.recognizer import clip_posteriors
+
+    inference.load_weights(progress.work / progress.state["best"]["weights"])
     net = RecurrentNet(network_of(inference))
-    accuracy = float(np.mean(clip_posteriors(net, val_features).argmax(axis=1) == val_clips.labels))
-    stream = stream_figures(net, dataset.labels, val_clips, val_noise, args.stream_minutes, args.seed, mfcc)
+    accuracy = float(np.mean(clip_posteriors(net, data.val_features).argmax(axis=1) == data.val_clips.labels))
+    stream = stream_figures(net, data.labels, data.val_clips, data.val_noise, args.stream_minutes, args.seed, data.mfcc)
     best = progress.state["best"]
+    initial = data.initial
     metadata = {
         "command": "kws-train " + shlex.join(sys.argv[1:] if args.argv is None else args.argv),
         "data": str(Path(args.data).resolve()),
-        "words": list(dataset.labels),
-        "train_clips": len(train_clips.labels),
-        "val_clips": len(val_clips.labels),
+        "words": list(data.labels),
+        "train_clips": len(data.train_clips.labels),
+        "val_clips": len(data.val_clips.labels),
         "val_percent": args.val_percent,
         "split_salt": args.split_salt,
         "test_percent": args.test_percent,
@@ -335,8 +422,8 @@ def train(args: argparse.Namespace) -> dict:
         "init_from": None if initial is None else {"path": str(args.init), **{k: initial.metadata.get(k) for k in (
             "command", "epochs_run", "best_epoch", "val_clip_accuracy", "fit_seconds", "augment", "history")}},
         "strategy": args.strategy,
-        "replicas": int(strategy.num_replicas_in_sync),
-        "augment": augment.to_dict(),
+        "replicas": replicas,
+        "augment": data.augment.to_dict(),
         "hyperparameters": {k: getattr(args, k) for k in ("units", "layers", "dropout", "batch_size", "lr", "warmup_epochs",
                                                             "epochs", "patience", "repeat")},
         "monitor": progress.monitor,
@@ -347,9 +434,32 @@ def train(args: argparse.Namespace) -> dict:
         "history": progress.state["history"],
         "machine": machine_description(),
     }
-    save_bundle(Bundle(dataset.labels, mfcc.config, args.arch, args.units, args.layers, metadata=metadata), inference, args.out)
-    shutil.rmtree(work)
+    bundle = Bundle(data.labels, data.mfcc.config, args.arch, args.units, args.layers, metadata=metadata)
+    save_bundle(bundle, inference, args.out)
+    shutil.rmtree(progress.work)
     return metadata
+
+
+def train(args: argparse.Namespace) -> dict:
+    """The four stages: data, model, fit, record. Resumes from `OUT.work/` when it exists."""
+    require_tensorflow()
+    started = time.time()
+    data = prepare_data(args)
+    import_quietly("tensorflow")
+    configure_devices(args.cpu_devices)
+    keras = import_quietly("keras")
+    keras.utils.set_random_seed(args.seed)
+
+    work = work_folder(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    progress = Progress(work, MONITORS[args.monitor])
+    if progress.state["epochs_done"]:
+        print(f"resuming from {work} after epoch {progress.state['epochs_done']}")
+    batches = make_dataset(data.maker, data.train_clips.labels, data.labels, args.batch_size, args.seed,
+                           progress.state["epochs_done"], args.repeat)
+    model, inference, strategy = prepare_model(args, data, progress, len(batches))
+    fit_seconds = fit(args, data, batches, model, inference, progress)
+    return record(args, data, inference, progress, int(strategy.num_replicas_in_sync), fit_seconds, started)
 
 
 def machine_description() -> str:
@@ -362,21 +472,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.argv = argv
     interrupt.install()
-    try:
+
+    def run() -> int:
         metadata = train(args)
-    except (DataError, AudioError, BundleError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: run the same command again to resume from {args.out.rstrip('/')}.work", file=sys.stderr)
-        return 130
-    stream = metadata["stream"]
-    print(
-        f"wrote {args.out}: val clip accuracy {metadata['val_clip_accuracy']:.4f} "
-        f"(best epoch {metadata['best_epoch']} of {metadata['epochs_run']}); "
-        f"stream hits {stream['hits']}/{stream['commands']}, false alarms/h {stream['false_alarms_per_hour']}"
-    )
-    return 0
+        stream = metadata["stream"]
+        print(
+            f"wrote {args.out}: val clip accuracy {metadata['val_clip_accuracy']:.4f} "
+            f"(best epoch {metadata['best_epoch']} of {metadata['epochs_run']}); "
+            f"stream hits {stream['hits']}/{stream['commands']}, false alarms/h {stream['false_alarms_per_hour']}"
+        )
+        return 0
+
+    return run_main(run, f"interrupted: run the same command again to resume from {work_folder(args.out)}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Tune a bundle's detector settings on a validation stream, and store them in the bundle.
 
-    python -m training.tune_detector --model assets/gru --data DIR --split-salt kws
+    python -m training.tune_detector --model assets/gru --data DIR
 
-Builds a long stream from the validation speakers' clips (training.make_stream),
+Builds a long stream from the validation speakers' clips (training.make_stream) of the
+data split recorded in the bundle (the speakers the model never heard in training),
 runs the model over it once without ever resetting its state, then grid-searches
 the detector (threshold, averaging window, minimum time above threshold,
 suppression time) for the most hits minus errors (wrong words + false alarms).
@@ -12,20 +13,19 @@ gaps and noise) and written to the bundle's bundle.json with both scores.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 
 import numpy as np
 
-from kws.audio import AudioError
-from kws.bundle import BundleError, load_bundle, update_detector
+from kws.bundle import load_bundle, update_detector
 from kws.detector import Detector, DetectorConfig
 from kws.engine import RecurrentNet
+from kws.errors import non_negative_int, positive_float
 from kws.frontend import Mfcc
 from kws.scoring import score_stream
-from training.data import DataError, load_clips, load_noise, scan
 from training.make_stream import build_stream
+from training.options import add_split_arguments, given_split, make_parser, run_main, validation_set
 
 GRID = {
     "threshold": (0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
@@ -54,37 +54,32 @@ def objective(s) -> tuple:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.tune_detector", description=__doc__.split("\n\n")[0],
-                                     allow_abbrev=False)
+    parser = make_parser("python -m training.tune_detector", __doc__)
     parser.add_argument("--model", required=True, help="bundle folder to tune (written back)")
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--val-percent", type=float, default=15.0)
-    parser.add_argument("--test-percent", type=float, default=0.0)
-    parser.add_argument("--split-salt", default="")
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--seed", type=int, default=1, help="tuning stream seed; the check stream uses seed+1")
+    parser.add_argument("--data", required=True, help="the Speech Commands folder the model was trained on")
+    add_split_arguments(parser)
+    parser.add_argument("--minutes", type=positive_float, default=10.0, help="length of each stream")
+    parser.add_argument("--seed", type=non_negative_int, default=1, help="tuning stream seed; the check stream uses seed+1")
     args = parser.parse_args(argv)
-    try:
-        bundle = load_bundle(args.model)
-        words = tuple(label for label in bundle.labels if label not in ("silence", "unknown"))
-        data = scan(args.data, words, args.val_percent, args.test_percent, args.split_salt)
-        clips = load_clips(data.clips("validation"), data.labels)
-        noise = load_noise(data.noise_files, "validation")
-    except (BundleError, DataError, AudioError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_main(lambda: tune(args, argv))
+
+
+def tune(args, argv: list[str] | None) -> int:
+    bundle = load_bundle(args.model)
+    data, clips, noise, split = validation_set(args.data, bundle, given_split(args))
     frame_ms = bundle.frontend.hop_ms
-    tune = stream_posteriors(bundle, clips, data.labels, noise, args.minutes, args.seed)
+    tuning = stream_posteriors(bundle, clips, data.labels, noise, args.minutes, args.seed)
     check = stream_posteriors(bundle, clips, data.labels, noise, args.minutes, args.seed + 1)
     candidates = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
-    scored = [(objective(score(c, data.labels, *tune, frame_ms)), i) for i, c in enumerate(candidates)]
+    scored = [(objective(score(c, data.labels, *tuning, frame_ms)), i) for i, c in enumerate(candidates)]
     best = candidates[max(scored)[1]]
-    tuned = score(best, data.labels, *tune, frame_ms).to_dict()
+    tuned = score(best, data.labels, *tuning, frame_ms).to_dict()
     checked = score(best, data.labels, *check, frame_ms).to_dict()
     default = score({k: getattr(DetectorConfig(), k) for k in GRID}, data.labels, *check, frame_ms).to_dict()
     update_detector(bundle.path, {**best, "tuned": {
         "command": "python -m training.tune_detector " + " ".join(sys.argv[1:] if argv is None else argv),
         "objective": "hits - wrong - false_alarms on the tuning stream, then lower median latency",
+        "split": split, "val_clips": len(clips.labels),
         "tuning_stream": tuned, "check_stream": checked, "check_stream_with_defaults": default,
     }})
     print(f"best settings: {best}")
