@@ -57,13 +57,57 @@ def input_device(device: str | int | None) -> tuple[int | str | None, float]:
     return device, float(info["default_samplerate"])
 
 
+class LevelMeter:
+    """The input level a person can read: RMS over the last `window_s` in dBFS (never
+    below `floor_db`), and the highest level of the last `hold_s` (peak hold)."""
+
+    def __init__(self, window_s: float = 0.3, hold_s: float = 1.5, floor_db: float = -90.0):
+        self.window_s, self.hold_s, self.floor_db = window_s, hold_s, floor_db
+        self._blocks: list[tuple[float, float]] = []  # (seconds, mean square) of recent blocks
+        self._levels: list[tuple[float, float]] = []  # (clock, level_db) over the hold time
+        self._clock = 0.0
+        self.level_db = self.peak_db = floor_db
+
+    def update(self, block: np.ndarray, rate: float) -> None:
+        seconds = len(block) / rate
+        self._clock += seconds
+        self._blocks.append((seconds, float(np.mean(np.square(block, dtype=np.float64))) if len(block) else 0.0))
+        while sum(s for s, _ in self._blocks[1:]) >= self.window_s:
+            self._blocks.pop(0)
+        total = sum(s for s, _ in self._blocks)
+        power = sum(s * p for s, p in self._blocks) / total if total else 0.0
+        self.level_db = max(self.floor_db, 10 * np.log10(power) if power > 0 else self.floor_db)
+        self._levels = [(t, db) for t, db in self._levels if self._clock - t <= self.hold_s] + [(self._clock, self.level_db)]
+        self.peak_db = max(db for _, db in self._levels)
+
+
 @dataclass
 class Session:
     detections: list[Detection] = field(default_factory=list)
+    peaks: list[float] = field(default_factory=list)  # each detection's highest posterior while its word lasts
     overflows: int = 0
     audio_seconds: float = 0.0
-    level_db: float = -120.0
+    meter: LevelMeter = field(default_factory=LevelMeter)
     top: tuple[str, float] = (SILENCE, 0.0)
+
+    def note(self, result, labels: list[str], peak_ms: float = 1000.0) -> None:
+        """Record a chunk's detections, and raise the peak of each detection made in the
+        last `peak_ms`: the detector fires when the smoothed score crosses the threshold,
+        so its own score always reads about the threshold."""
+        if not len(result.posteriors):
+            return
+        times = result.times_ms
+        self.detections.extend(result.detections)
+        self.peaks.extend(d.score for d in result.detections)
+        for i in range(len(self.detections) - 1, -1, -1):
+            detection = self.detections[i]
+            if times[-1] - detection.time_ms > peak_ms:
+                break
+            column = result.posteriors[times >= detection.time_ms, labels.index(detection.label)]
+            if len(column):
+                self.peaks[i] = max(self.peaks[i], float(column.max()))
+        last = result.posteriors[-1]
+        self.top = (labels[int(last.argmax())], float(last.max()))
 
 
 class Listener:
@@ -115,16 +159,13 @@ class Listener:
 
     def _recognise(self, block: np.ndarray) -> list[Detection]:
         self.session.audio_seconds += len(block) / self.rate
-        self.session.level_db = 20 * np.log10(np.sqrt(np.mean(block**2)) + 1e-9)
+        self.session.meter.update(block, self.rate)
         if self.resampler is not None:
             block = self.resampler.resample_chunk(block)
         if self.record is not None:
             self.record.write(block)
         result = self.engine.process(block)
-        if len(result.posteriors):
-            last = result.posteriors[-1]
-            self.session.top = (self.engine.labels[int(last.argmax())], float(last.max()))
-        self.session.detections.extend(result.detections)
+        self.session.note(result, self.engine.labels)
         return result.detections
 
 
@@ -166,18 +207,29 @@ class LiveDisplay:
         from rich.panel import Panel
         from rich.table import Table
 
-        level = max(0.0, min(1.0, (session.level_db + 80) / 80))
-        meter = "█" * int(level * 30) + "·" * (30 - int(level * 30))
         table = Table.grid(padding=(0, 2))
-        table.add_row("input", f"{meter} {session.level_db:6.1f} dBFS")
+        table.add_row("input", meter_bar(session.meter))
         table.add_row("now", f"{session.top[0]:<8} {session.top[1]:.2f}")
         table.add_row("heard", f"{session.audio_seconds:7.1f} s   overflows {session.overflows}")
-        for d in session.detections[-8:][::-1]:
-            table.add_row(f"{d.time_s:7.2f}s", f"[bold green]{d.label}[/] {d.score:.2f}")
+        recent = list(zip(session.detections, session.peaks))[-8:][::-1]
+        for d, peak in recent:
+            table.add_row(f"{d.time_s:7.2f}s", f"[bold green]{d.label:<8}[/] {peak:.2f}")
         return Panel(table, title=f"kws listen - {self.model_name} - Ctrl-C to stop")
 
     def close(self):
         self.live.stop()
+
+
+def meter_bar(meter: LevelMeter, width: int = 30) -> str:
+    """`█████|····  -32.5 dBFS (peak -20.1)`: the bar spans floor..0 dBFS, `|` marks the held peak."""
+    def cells(db: float) -> int:
+        return int(round(width * min(1.0, max(0.0, (db - meter.floor_db) / -meter.floor_db))))
+
+    filled, peak = cells(meter.level_db), cells(meter.peak_db)
+    bar = ["█" if i < filled else "·" for i in range(width)]
+    if peak > filled:
+        bar[peak - 1] = "|"
+    return f"{''.join(bar)} {meter.level_db:6.1f} dBFS (peak {meter.peak_db:6.1f})"
 
 
 def summary(session: Session) -> str:
