@@ -32,6 +32,7 @@ def installed(tmp_path_factory) -> Path:
     built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", root / "dist", ROOT],
                 cwd=root)
     assert built.returncode == 0, built.stderr[-2000:]
+    assert "BuildBackendWarning" not in built.stderr, built.stderr  # e.g. the old license-table deprecation box
     wheel = next((root / "dist").glob("kws-*.whl"))
     venv = root / "venv"
     assert run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=root).returncode == 0
