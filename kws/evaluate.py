@@ -4,6 +4,8 @@
   the canonical test set's with `_silence_/` and `_unknown_/`) is labelled: a
   sub-folder named after one of the model's commands is that class, `_silence_` is
   silence, `_unknown_` and any other word is unknown, `_background_noise_` is skipped.
+  A model without an `unknown` class (or without `silence`) has no truth for the
+  sub-folders that would be that class: they are skipped, and named once on stderr.
 - Anything else is unlabelled.
 - Files longer than `LONG_FILE_S` are recordings, not clips: they go through the
   streaming engine and give timestamped detections.
@@ -13,6 +15,7 @@ Unreadable files never stop the run: each is reported with its reason.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +66,7 @@ class Evaluation:
     clips: list[ClipResult] = field(default_factory=list)
     streams: list[StreamResult] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)  # sub-folders of no class of the model
 
     @property
     def labelled(self) -> list[ClipResult]:
@@ -74,13 +78,17 @@ def is_audio(path: Path) -> bool:
 
 
 def folder_label(name: str, labels: list[str]) -> str | None:
+    """The class of a labelled folder's sub-folder; None for one to skip: `_background_noise_`,
+    or a folder whose class (silence, unknown) the model does not have."""
     if name in SKIP_DIRS:
         return None
     if name == "_silence_":
-        return SILENCE
-    if name in labels and name not in (SILENCE, UNKNOWN):
-        return name
-    return UNKNOWN
+        label = SILENCE
+    elif name in labels and name not in (SILENCE, UNKNOWN):
+        label = name
+    else:
+        label = UNKNOWN
+    return label if label in labels else None
 
 
 def is_labelled_folder(folder: Path, labels: list[str]) -> bool:
@@ -89,8 +97,10 @@ def is_labelled_folder(folder: Path, labels: list[str]) -> bool:
     return any(p.is_dir() and p.name in commands and any(map(is_audio, p.iterdir())) for p in folder.iterdir())
 
 
-def collect(paths: list[str | os.PathLike], labels: list[str]) -> tuple[list[Item], list[Failure]]:
-    items, failures = [], []
+def collect(paths: list[str | os.PathLike], labels: list[str]) -> tuple[list[Item], list[Failure], list[Path]]:
+    """(the files to score, the paths that do not exist, the labelled sub-folders skipped
+    because the model has no class for them)."""
+    items, failures, skipped = [], [], []
     for raw in paths:
         path = Path(raw)
         if not path.exists():
@@ -102,9 +112,20 @@ def collect(paths: list[str | os.PathLike], labels: list[str]) -> tuple[list[Ite
                 label = folder_label(sub.name, labels)
                 if label is not None:
                     items += [Item(f, label) for f in sorted(sub.rglob("*")) if f.is_file() and is_audio(f)]
+                elif sub.name not in SKIP_DIRS:
+                    skipped.append(sub)
         else:
             items += [Item(f) for f in sorted(path.rglob("*")) if f.is_file() and is_audio(f)]
-    return items, failures
+    return items, failures, skipped
+
+
+def skipped_warning(skipped: list[Path], labels: list[str]) -> str | None:
+    """One line naming the labelled sub-folders that were not scored, or None."""
+    if not skipped:
+        return None
+    missing = " or ".join(label for label in (UNKNOWN, SILENCE) if label not in labels)
+    return (f"warning: not scored, as the model has no {missing} class: {len(skipped)} sub-folder(s) "
+            f"{', '.join(str(p) for p in skipped)}")
 
 
 def is_long(path: Path) -> bool:
@@ -125,8 +146,11 @@ def stream_file(bundle: Bundle, path: Path, engine: Engine | None = None) -> Str
 
 def evaluate(bundle: Bundle, paths: list[str | os.PathLike], batch_files: int = 2048, engine: Engine | None = None) -> Evaluation:
     """Score every readable file; clips in batches of `batch_files` files, recordings streamed."""
-    items, failures = collect(paths, bundle.labels)
-    result = Evaluation(bundle.labels, failures=failures)
+    items, failures, skipped = collect(paths, bundle.labels)
+    result = Evaluation(bundle.labels, failures=failures, skipped=skipped)
+    warning = skipped_warning(skipped, bundle.labels)
+    if warning:
+        print(warning, file=sys.stderr)
     mfcc = Mfcc(bundle.frontend)
     net = engine.net if engine is not None else RecurrentNet(bundle.network)
     clips = []

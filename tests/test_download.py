@@ -11,6 +11,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.conftest import run_cli
+from training import download as download_module
 from training.download import Archive, DownloadError, download, fetch
 
 
@@ -136,3 +137,68 @@ def test_published_archives_are_listed_with_checksums():
     assert ARCHIVES["train"].url.endswith("speech_commands_v0.02.tar.gz")
     assert ARCHIVES["test"].url.endswith("speech_commands_test_set_v0.02.tar.gz")
     assert all(len(a.sha256) == 64 for a in ARCHIVES.values())
+
+
+def malicious_tar(path, member: tarfile.TarInfo):
+    """A tar with one good file and `member`, a member that must not be extracted."""
+    with tarfile.open(path, "w:gz") as tar:
+        good = tarfile.TarInfo("yes/a_nohash_0.wav")
+        good.size = 4
+        tar.addfile(good, io.BytesIO(b"RIFF"))
+        tar.addfile(member, io.BytesIO(b"evil") if member.isfile() else None)
+    return path
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    info.size = 4 if kind == tarfile.REGTYPE else 0
+    return info
+
+
+MALICIOUS = {
+    "parent path": member("../evil.txt"),
+    "nested parent path": member("yes/../../evil.txt"),
+    "absolute path": member("/tmp/kws-evil.txt"),
+    "symlink out": member("yes/link", tarfile.SYMTYPE, "../../evil.txt"),
+    "absolute symlink": member("yes/passwd", tarfile.SYMTYPE, "/etc/passwd"),
+    "hard link out": member("yes/hard", tarfile.LNKTYPE, "../evil.txt"),
+    "device": member("yes/null", tarfile.CHRTYPE),
+}
+
+
+@pytest.mark.parametrize("has_filter", [False, True], ids=["fallback", "data filter"])
+@pytest.mark.parametrize("name", MALICIOUS)
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Python 3.12-3.13 warn about extracting without a filter
+def test_malicious_archive_is_refused_with_or_without_tarfiles_filter(name, has_filter, tmp_path, monkeypatch):
+    if has_filter and not download_module.HAS_DATA_FILTER:
+        pytest.skip("this Python has no tarfile extraction filters")
+    if has_filter and name == "absolute path":
+        pytest.skip("the data filter strips the leading / and extracts it inside the folder")
+    monkeypatch.setattr(download_module, "HAS_DATA_FILTER", has_filter)
+    archive = malicious_tar(tmp_path / "bad.tar.gz", MALICIOUS[name])
+    target = tmp_path / "deep" / "er" / "train"
+    with pytest.raises(DownloadError, match=f"{archive}: cannot extract"):
+        download_module.extract(archive, target)
+    assert not target.exists() and not target.with_name("train.extracting").exists()
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "deep" / "evil.txt").exists()
+    assert not (tmp_path / "deep" / "er" / "evil.txt").exists()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_fallback_extracts_a_sound_archive_and_clears_unsafe_mode_bits(tmp_path, monkeypatch):
+    monkeypatch.setattr(download_module, "HAS_DATA_FILTER", False)
+    path = tmp_path / "ok.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        setuid = member("yes/a_nohash_0.wav")
+        setuid.mode = 0o4777
+        tar.addfile(setuid, io.BytesIO(b"RIFF"))
+        tar.addfile(member("no/link.wav", tarfile.SYMTYPE, "../yes/a_nohash_0.wav"))  # a link inside: no
+    with pytest.raises(DownloadError, match="'no/link.wav': its link target '../yes/a_nohash_0.wav' leaves the folder"):
+        download_module.extract(path, tmp_path / "strict")
+    with tarfile.open(path, "w:gz") as tar:
+        tar.addfile(setuid, io.BytesIO(b"RIFF"))
+        tar.addfile(member("yes/same.wav", tarfile.SYMTYPE, "a_nohash_0.wav"))
+    done = download_module.extract(path, tmp_path / "train")
+    assert (done / "yes" / "a_nohash_0.wav").stat().st_mode & 0o7777 == 0o755
+    assert (done / "yes" / "same.wav").read_bytes() == b"RIFF" and (done / ".extracted").exists()

@@ -1,6 +1,7 @@
 """Training end to end on espeak-ng speech: accuracy on unseen voices, resume, tf.distribute."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from kws.frontend import Mfcc
 from kws.labels import SILENCE, UNKNOWN
 from kws.recognizer import clip_posteriors
 from tests.conftest import ROOT, SMALL, run_cli, run_code
-from training.data import DataError, load_clips, scan, speaker_of
+from training.data import DataError, check_training_split, load_clips, scan, speaker_of
 from training.train import TENSORFLOW_MISSING, parse_args, prepare_data
 
 
@@ -49,32 +50,76 @@ def test_trained_model_recognises_unseen_voices(trained, tiny_dataset):
 
 
 def test_interrupted_training_resumes(tiny_dataset, tmp_path):
+    """Ctrl-C after the first epoch: one `interrupted` line on stderr (no bar, no TensorFlow
+    warning, shown at TF_CPP_MIN_LOG_LEVEL=1), a resume with another --monitor refused in one
+    line, and a resume with the same command completing the run."""
     out = tmp_path / "resumed"
+    shown = [a for a in SMALL if a != "--quiet"]  # our progress display, as a log file gets it
     args = [sys.executable, "-m", "training.train", "--data", str(tiny_dataset), "--out", str(out),
-            "--epochs", "4", *SMALL]
-    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
-    progress = out.with_name("resumed.work") / "progress.json"
+            "--epochs", "4", *shown]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "1"}
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    work = out.with_name("resumed.work")
+    progress = work / "progress.json"
     deadline = time.time() + 240
     while time.time() < deadline and process.poll() is None:
-        if progress.exists() and json.loads(progress.read_text())["epochs_done"] >= 2:
+        if progress.exists() and json.loads(progress.read_text())["epochs_done"] >= 1:
             break
         time.sleep(0.2)
     assert process.poll() is None, "training finished before it could be interrupted"
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130 and "run the same command again to resume" in stderr
-    assert "Traceback" not in stderr and not out.exists()
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr.strip() == f"interrupted: run the same command again to resume from {work}"
+    assert stdout.startswith("epoch 1/4: loss ") and "best val_clip_accuracy" in stdout and "left" in stdout
+    assert "━" not in stdout and "4/4" not in stdout and not out.exists()  # no Keras bar, no bogus end
     done_before = json.loads(progress.read_text())["epochs_done"]
-    assert done_before >= 2
+    assert done_before >= 1
 
-    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                           env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    other = subprocess.run(args + ["--monitor", "both"], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert (other.returncode, other.stdout) == (2, "")
+    assert other.stderr == (f"error: {work}/ holds an interrupted run with --monitor clip (this run: both): give the "
+                            f"same settings to resume it, or delete {work}/ to start afresh\n")
+
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"resuming from {out}.work after epoch {done_before}" in again.stdout
+    assert f"epoch {done_before + 1}/4: loss" in again.stdout and "epoch 4/4: loss" in again.stdout
     meta = load_bundle(out).metadata
     assert meta["epochs_run"] == 4
     assert [h["epoch"] for h in meta["history"]] == [1, 2, 3, 4]
+
+
+def test_a_split_that_leaves_a_class_almost_nothing_to_train_on_is_refused(tiny_dataset, tmp_path):
+    """Most speakers in the test split: refused in one line naming the classes, their counts
+    per split and the flags that fix it, before any clip is loaded."""
+    args = parse_args(["--data", str(tiny_dataset), "--out", str(tmp_path / "o"), *SMALL, "--val-percent", "10",
+                       "--test-percent", "80"])
+    with pytest.raises(DataError) as refused:
+        prepare_data(args)
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith(f"{tiny_dataset}: the split leaves too few training clips")
+    counts = {c: {} for c in ("yes", "no", "up")}
+    for split, clips in scan(tiny_dataset, ("yes", "no", "up"), 10, 80).splits.items():
+        for clip in clips:
+            if clip.label in counts:
+                counts[clip.label][split] = counts[clip.label].get(split, 0) + 1
+    for word, n in counts.items():
+        assert n.get("training", 0) < 5
+        assert (f"{word} {n.get('training', 0)} of {sum(n.values())} (validation {n.get('validation', 0)}, "
+                f"testing {n.get('testing', 0)})") in message
+    assert "--split-salt" in message and "--val-percent/--test-percent" in message
+    result = run_cli("training.train", "--data", str(tiny_dataset), "--out", str(tmp_path / "o"), *SMALL,
+                     "--val-percent", "10", "--test-percent", "80")
+    assert (result.returncode, result.stderr) == (2, f"error: {message}\n")
+    assert not (tmp_path / "o.work").exists()
+
+
+def test_the_shared_test_set_subset_needs_a_salted_split(shared_data):
+    """The project's own clips (all speakers in the 10-20% band of TensorFlow's rule)."""
+    with pytest.raises(DataError, match=r"yes 2 of 289 \(validation 2, testing 285\)"):
+        check_training_split(scan(shared_data, ("yes", "no")), 10, 10)
+    check_training_split(scan(shared_data, ("yes", "no"), split_salt="kws"), 10, 10)
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tiny_dataset, tmp_path):

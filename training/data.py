@@ -135,6 +135,38 @@ def scan_split(root: str | Path, words: tuple[str, ...] | None, split: dict) -> 
     return scan(root, words, split["val_percent"], split["test_percent"], split["split_salt"])
 
 
+MIN_TRAINING_CLIPS = 5  # fewer training clips than this in a class: refused
+LOPSIDED = 0.1  # a class whose training share is under this fraction of what the split asks for: refused
+
+
+def check_training_split(dataset: DataSet, validation_percentage: float, testing_percentage: float) -> None:
+    """Refuse a split that leaves a class almost nothing to train on (a `DataError` naming
+    the classes, their clips per split and the flag that fixes it): fewer than
+    `MIN_TRAINING_CLIPS` training clips, or a training share under `LOPSIDED` of the one
+    the percentages ask for (under 8% of its clips at the default 10/10 split). That is
+    the sign of a subset whose speakers hash into one band of TensorFlow's split rule,
+    like the canonical test set, where almost every clip goes to the (unused) test split.
+    Silence, when it has no clips, is made of background noise and is not checked."""
+    counts: dict[str, dict[str, int]] = {label: {} for label in dataset.labels}
+    for split, clips in dataset.splits.items():
+        for clip in clips:
+            counts[clip.label][split] = counts[clip.label].get(split, 0) + 1
+    wanted_share = (100.0 - validation_percentage - testing_percentage) / 100.0
+    starved = []
+    for label, per_split in counts.items():
+        total, training = sum(per_split.values()), per_split.get("training", 0)
+        enough = training >= MIN_TRAINING_CLIPS and training >= LOPSIDED * wanted_share * total
+        if enough or (label == SILENCE and not total):
+            continue
+        starved.append(f"{label} {training} of {total} (validation {per_split.get('validation', 0)}, "
+                       f"testing {per_split.get('testing', 0)})")
+    if starved:
+        raise DataError(f"{dataset.root}: the split leaves too few training clips (fewer than {MIN_TRAINING_CLIPS}, "
+                        f"or a lopsided share) for {'; '.join(starved)}; to fix it, give --split-salt S (any text) for "
+                        "a subset of the canonical test set, lower --val-percent/--test-percent, or leave words with few "
+                        "clips out of --words")
+
+
 def fit_clip(audio: np.ndarray, length: int = CLIP_SAMPLES) -> np.ndarray:
     """Pad with zeros (after) or cut to exactly `length` samples."""
     if len(audio) >= length:

@@ -122,6 +122,36 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
+# tarfile's extraction filters arrived in Python 3.10.12, 3.11.4 and 3.12; older Pythons that
+# requires-python admits check the members themselves (`checked_members`).
+HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
+
+
+def _unsafe(member: tarfile.TarInfo) -> str | None:
+    """Why `member` must not be extracted, or None: what `filter="data"` refuses, stricter
+    (no absolute path and no `..` in its name or link target, so nothing lands or points
+    outside the folder; nothing but files, folders and links)."""
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        return "not a file, folder or link (a device or pipe)"
+    for kind, path in (("path", member.name), ("link target", member.linkname if member.issym() or member.islnk() else "")):
+        if path.startswith("/") or ".." in path.split("/"):
+            return f"its {kind} {path!r} leaves the folder"
+    return None
+
+
+def checked_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """Every member of `tar` when all are safe (else a `tarfile.TarError` naming the first
+    that is not), with the setuid, setgid, sticky and group/other write bits cleared as the
+    "data" filter does: the fallback for Pythons without extraction filters."""
+    members = tar.getmembers()
+    for member in members:
+        problem = _unsafe(member)
+        if problem:
+            raise tarfile.TarError(f"{member.name!r}: {problem}")
+        member.mode &= 0o755
+    return members
+
+
 def extract(archive_path: Path, target: Path) -> Path:
     """Extract into `target` via a staging folder, so a half-extracted tree is never taken as done."""
     marker = target / ".extracted"
@@ -132,7 +162,10 @@ def extract(archive_path: Path, target: Path) -> Path:
     staging.mkdir(parents=True)
     try:
         with tarfile.open(archive_path) as tar:
-            tar.extractall(staging, filter="data")
+            if HAS_DATA_FILTER:
+                tar.extractall(staging, filter="data")
+            else:
+                tar.extractall(staging, members=checked_members(tar))
     except (tarfile.TarError, EOFError, OSError) as error:
         shutil.rmtree(staging, ignore_errors=True)
         raise DownloadError(f"{archive_path}: cannot extract ({error})") from None

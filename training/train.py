@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import importlib.util
 import json
@@ -31,10 +32,12 @@ from kws.bundle import Bundle, load_bundle
 from kws.detector import DetectorConfig
 from kws.errors import KwsError, non_negative_float, non_negative_int, positive_float, positive_int
 from kws.frontend import Mfcc, MfccConfig
-from training.data import COMMANDS, DataError, DataSet, LoadedClips, balanced_indices, load_clips, load_noise, scan_split
+from training.data import (COMMANDS, DataError, DataSet, LoadedClips, balanced_indices, check_training_split, load_clips,
+                           load_noise, scan_split)
 from training.make_stream import build_stream
 from training.options import (TRAIN_SPLIT, add_split_arguments, chosen_split, fraction, given_split, make_parser, run_main,
                               share)
+from training.progress import TrainingDisplay
 from training.sequences import AugmentConfig, SequenceMaker
 
 # TensorFlow and Keras are imported only once a run starts (`import_quietly`), so that
@@ -80,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=positive_int, default=1,
                         help="passes over the training clips per epoch (small data sets)")
     parser.add_argument("--max-clips", type=non_negative_int, default=0, help="use at most N training clips (0: all)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress display: only the final line")
     return parser
 
 
@@ -151,15 +154,46 @@ def feature_stats(maker: SequenceMaker, slots: np.ndarray, seed: int) -> tuple[n
     return flat.mean(axis=0), flat.var(axis=0) + 1e-6
 
 
+class ResumeError(KwsError):
+    """A work folder left by an interrupted run with other settings than this one."""
+
+
+# The settings a resumed run must share with the interrupted one: the checkpoint fixes the
+# network (arch, units, layers, dropout, words), and the best epoch so far was chosen by
+# --monitor on the validation speakers of the split.
+RESUME_SETTINGS = ("monitor", "arch", "units", "layers", "dropout", "words", "val_percent", "test_percent", "split_salt")
+
+
+def run_settings(args: argparse.Namespace) -> dict:
+    """The settings of `args` that a resume must keep (`RESUME_SETTINGS`), as given."""
+    return {key: getattr(args, key) for key in RESUME_SETTINGS}
+
+
+def resume_conflicts(recorded: dict, settings: dict) -> list[str]:
+    """`--flag recorded (this run: value)` for each setting that differs."""
+    return [f"--{key.replace('_', '-')} {recorded[key]} (this run: {settings[key]})"
+            for key in RESUME_SETTINGS if key in recorded and key in settings and recorded[key] != settings[key]]
+
+
 class Progress:
     """The state of a run, written atomically after each epoch: epochs done, the score
-    history, the best epoch, and the files to resume from. It is the single source of
-    truth for resuming: files it does not name are leftovers of an interrupted epoch."""
+    history, the best epoch, the files to resume from and the run's settings
+    (`RESUME_SETTINGS`). It is the single source of truth for resuming: files it does
+    not name are leftovers of an interrupted epoch. A run with other settings than the
+    recorded ones is refused (`ResumeError`) rather than mixed into the interrupted one."""
 
-    def __init__(self, work: Path, monitor: str = "val_clip_accuracy"):
+    def __init__(self, work: Path, monitor: str = "val_clip_accuracy", settings: dict | None = None):
         self.work, self.path, self.monitor = work, work / "progress.json", monitor
-        empty = {"epochs_done": 0, "best": None, "history": [], "checkpoint": None}
+        empty = {"epochs_done": 0, "best": None, "history": [], "checkpoint": None, "settings": settings or {}}
         self.state = json.loads(self.path.read_text()) if self.path.exists() else empty
+        conflicts = resume_conflicts(self.state.get("settings") or {}, settings or {})
+        best = self.state["best"]
+        if not conflicts and best is not None and monitor not in best:  # a work folder without recorded settings
+            chosen = [name for name, key in MONITORS.items() if key == monitor]
+            conflicts = [f"--monitor other than {chosen[0] if chosen else monitor}"]
+        if conflicts:
+            raise ResumeError(f"{work}/ holds an interrupted run with {', '.join(conflicts)}: give the same settings "
+                              f"to resume it, or delete {work}/ to start afresh")
 
     def is_best(self, logs: dict) -> bool:
         best = self.state["best"]
@@ -181,10 +215,11 @@ class Progress:
                 leftover.unlink()
 
 
-def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val_labels, patience: int, verbose: bool,
-                    val_stream=None):
+def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val_labels, patience: int,
+                    display: TrainingDisplay, val_stream=None):
     """`evaluator`: the same network built outside any distribution strategy; the trained
     weights are copied into it each epoch, so validation never depends on the strategy.
+    `display`: told of each epoch's start, each batch and each epoch's figures.
     `val_stream`: (features, truth, audio_s, labels) of a validation stream, scored each epoch."""
     import keras
 
@@ -193,9 +228,14 @@ def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val
     from kws.recognizer import clip_posteriors
 
     class Validation(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            display.epoch_started(epoch)
+
         def on_train_batch_end(self, batch, logs=None):
             if interrupt.requested():
                 self.model.stop_training = True
+            else:
+                display.batch_done(batch, (logs or {}).get("loss"))
 
         def on_epoch_end(self, epoch, logs=None):
             if interrupt.requested():
@@ -215,11 +255,9 @@ def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val
                 evaluator.save_weights(work / best_weights)
             progress.record(epoch, logs, checkpoint, best_weights)
             best = progress.state["best"]
-            if verbose:
-                shown = ", ".join(f"{k} {v:.4f}" for k, v in logs.items() if k.startswith("val_"))
-                print(f"\n  {shown} (best {progress.monitor} {best[progress.monitor]:.4f} at epoch {best['epoch']})")
+            display.epoch_done(epoch, logs, best)
             if epoch + 1 - best["epoch"] >= patience:
-                print(f"early stop: no improvement for {patience} epochs")
+                display.note(f"early stop: no improvement for {patience} epochs")
                 self.model.stop_training = True
 
     return [Validation()]
@@ -319,6 +357,7 @@ def prepare_data(args: argparse.Namespace) -> TrainingData:
     the feature statistics (from the --init bundle when fine-tuning) and the validation set."""
     words = None if args.words == "all" else tuple(w for w in args.words.split(",") if w)
     dataset = scan_split(args.data, words, chosen_split(given_split(args)))
+    check_training_split(dataset, args.val_percent, args.test_percent)
     train_list = dataset.clips("training")
     if args.max_clips:
         train_list = [train_list[i] for i in np.random.default_rng(args.seed).permutation(len(train_list))[: args.max_clips]]
@@ -377,15 +416,24 @@ def prepare_model(args: argparse.Namespace, data: TrainingData, progress: Progre
     return model, inference, strategy
 
 
-def fit(args: argparse.Namespace, data: TrainingData, batches, model, inference, progress: Progress) -> float:
+def fit(args: argparse.Namespace, data: TrainingData, batches, model, inference, progress: Progress,
+        display: TrainingDisplay | None = None) -> float:
     """Fit stage: Keras fit from the epoch the work folder reached, validating, checkpointing
-    and stopping early after each epoch; the seconds it took. Ctrl-C: KeyboardInterrupt."""
+    and stopping early after each epoch, shown on our own display (Keras's bar is off); the
+    seconds it took. Ctrl-C: KeyboardInterrupt, once the display is taken down and the
+    input pipeline finalized."""
+    first_epoch = progress.state["epochs_done"]
+    display = display or TrainingDisplay(args.epochs, first_epoch, len(batches), progress.monitor,
+                                         mode="off" if args.quiet else None)
     callbacks = build_callbacks(progress.work, progress, inference, data.val_features, data.val_clips.labels,
-                                args.patience, not args.quiet, data.val_stream)
+                                args.patience, display, data.val_stream)
     fit_started = time.time()
-    model.fit(batches, epochs=args.epochs, initial_epoch=progress.state["epochs_done"], callbacks=callbacks,
-              verbose=0 if args.quiet else 1)
+    with display:
+        model.fit(batches, epochs=args.epochs, initial_epoch=first_epoch, callbacks=callbacks, verbose=0)
     if interrupt.requested():
+        # A generator stopped mid-epoch is finalized by TensorFlow when collected; left to the
+        # interpreter's exit, that warns "Error occurred when finalizing GeneratorDataset iterator".
+        gc.collect()
         raise KeyboardInterrupt
     return time.time() - fit_started
 
@@ -444,15 +492,15 @@ def train(args: argparse.Namespace) -> dict:
     """The four stages: data, model, fit, record. Resumes from `OUT.work/` when it exists."""
     require_tensorflow()
     started = time.time()
+    work = work_folder(args.out)
+    progress = Progress(work, MONITORS[args.monitor], run_settings(args))  # a resume's settings checked first
     data = prepare_data(args)
     import_quietly("tensorflow")
     configure_devices(args.cpu_devices)
     keras = import_quietly("keras")
     keras.utils.set_random_seed(args.seed)
 
-    work = work_folder(args.out)
     work.mkdir(parents=True, exist_ok=True)
-    progress = Progress(work, MONITORS[args.monitor])
     if progress.state["epochs_done"]:
         print(f"resuming from {work} after epoch {progress.state['epochs_done']}")
     batches = make_dataset(data.maker, data.train_clips.labels, data.labels, args.batch_size, args.seed,
@@ -478,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         stream = metadata["stream"]
         print(
             f"wrote {args.out}: val clip accuracy {metadata['val_clip_accuracy']:.4f} "
-            f"(best epoch {metadata['best_epoch']} of {metadata['epochs_run']}); "
+            f"(best epoch {metadata['best_epoch']} of {metadata['epochs_run']}"
+            f"{', stopped early' if metadata['epochs_run'] < args.epochs else ''}); "
             f"stream hits {stream['hits']}/{stream['commands']}, false alarms/h {stream['false_alarms_per_hour']}"
         )
         return 0
