@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Install everything kws needs on a Debian/Ubuntu machine: system packages (audio I/O,
-# PortAudio, PulseAudio for the microphone test, espeak-ng and sox for test speech)
+# PortAudio, PulseAudio for the microphone test, espeak-ng and sox for test speech,
+# flite, festival and the wamerican word list for synthetic training speech)
 # and a virtual environment .venv with kws and its Python dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libsndfile1 libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox)
+packages=(libsndfile1 libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox
+          flite festival festvox-kallpc16k festvox-us-slt-hts wamerican)
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
