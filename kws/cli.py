@@ -70,8 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
+    from kws.errors import non_negative_float
+
     parser.add_argument("--threshold", type=probability,
                         help="smoothed posterior needed to fire, in (0, 1] (default: the model's tuned value)")
+    parser.add_argument("--false-alarms-per-hour", type=non_negative_float, metavar="N",
+                        help="the detector setting with the fewest misses at no more than N false alarms per hour, "
+                             "from the curve measured when the model was tuned (default: the model's tuned "
+                             "operating point; --threshold still overrides the threshold)")
 
 
 def check_inputs(paths: list[str]) -> tuple[list[tuple[str, object]], list[AudioError]]:
@@ -149,7 +155,8 @@ def make_engine(args: argparse.Namespace):
     from kws.engine import Engine, detector_config
 
     bundle = load_bundle(args.model)
-    return Engine(bundle, detector_config(bundle, threshold=args.threshold))
+    config = detector_config(bundle, threshold=args.threshold, false_alarms_per_hour=args.false_alarms_per_hour)
+    return Engine(bundle, config)
 
 
 def run_stream(args: argparse.Namespace) -> int:

@@ -168,10 +168,28 @@ class ChunkResult:
         return frame_times(self.first_frame, len(self.posteriors))
 
 
-def detector_config(bundle: Bundle, **overrides) -> DetectorConfig:
-    """The bundle's tuned detector settings (or the defaults), with overrides that are not None."""
+def detector_config(bundle: Bundle, false_alarms_per_hour: float | None = None, **overrides) -> DetectorConfig:
+    """The bundle's tuned detector settings (or the defaults), with overrides that are not None.
+
+    With `false_alarms_per_hour` N, the settings are instead those of the point of the curve
+    stored in the bundle (training.tune_detector) with the fewest misses at no more than N
+    false alarms per hour; a bundle without a curve, or an N below the curve, is refused."""
+    from kws.errors import KwsError
+
     known = set(DetectorConfig.__dataclass_fields__)
-    settings = {k: v for k, v in (bundle.detector or {}).items() if k in known}
+    chosen = bundle.detector or {}
+    if false_alarms_per_hour is not None:
+        curve = chosen.get("curve")
+        if not curve:
+            raise KwsError(f"{bundle.path}: the model stores no false-alarm curve to pick a detector setting from "
+                           "(python -m training.tune_detector measures one); give --threshold instead")
+        within = [point for point in curve if point["false_alarms_per_hour"] <= false_alarms_per_hour]
+        if not within:
+            lowest = min(point["false_alarms_per_hour"] for point in curve)
+            raise KwsError(f"{bundle.path}: {false_alarms_per_hour:g} false alarms per hour is below the model's curve, "
+                           f"whose fewest are {lowest:g} per hour")
+        chosen = min(within, key=lambda point: (point["miss_rate"], point["false_alarms_per_hour"]))
+    settings = {k: v for k, v in chosen.items() if k in known}
     settings["frame_ms"] = bundle.frontend.hop_ms
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return DetectorConfig(**settings)
