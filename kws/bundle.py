@@ -152,7 +152,12 @@ def read_metadata(path: Path) -> dict:
 
 
 def load_bundle(name_or_path: str | os.PathLike = "gru") -> Bundle:
-    """Read a bundle's settings and its network's weights (no TensorFlow needed)."""
+    """Read a bundle's settings and its network's weights (no TensorFlow needed). A path
+    ending in .tflite is a model exported by `kws export`, with its JSON (kws/litert.py)."""
+    if str(name_or_path).endswith(".tflite"):
+        from kws.litert import load_exported
+
+        return load_exported(name_or_path)
     path = resolve_model(name_or_path)
     meta = read_metadata(path)
     try:

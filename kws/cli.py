@@ -4,6 +4,7 @@
     kws stream FILE [--model ...] [--format text|csv|json]
     kws listen [--device N] [--model ...] [--threshold T] [--list-devices]
     kws evaluate PATH... [--model ...] [--format text|csv|json] [--plot FILE] [--truth CSV]
+    kws export --model gru|lstm|PATH --out FILE.tflite [--quantize none|dynamic|int8|int16x8]
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from kws.errors import (EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_INTERRUPTED, KwsEr
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="gru", help="gru, lstm (the shipped models) or a bundle folder (default: gru)")
+    parser.add_argument("--model", default="gru",
+                        help="gru, lstm (the shipped models), a bundle folder or a FILE.tflite from kws export (default: gru)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--truth", metavar="CSV", help="ground truth (label,time_ms per word) of one long recording")
     evaluate.add_argument("--tolerance-ms", type=positive_float, default=1500.0, help="how long after a word's start a detection counts")
     evaluate.set_defaults(run=run_evaluate)
+
+    export = verbs.add_parser("export", help="a LiteRT (TFLite) streaming model and its JSON (needs kws[train])", **options)
+    add_model_argument(export)
+    export.add_argument("--out", required=True, metavar="FILE.tflite", help="the model to write; FILE.json goes beside it")
+    export.add_argument("--quantize", choices=("none", "dynamic", "int8", "int16x8"), default="none",
+                        help="float; int8 weights; full-integer int8; full-integer with int16 activations (LSTM)")
+    export.add_argument("--data", help="Speech Commands folder whose training clips calibrate int8/int16x8 "
+                                       "(default: the folder recorded in the bundle)")
+    export.add_argument("--no-check", action="store_true", help="skip streaming the exported file against the engine")
+    export.set_defaults(run=run_export)
     return parser
 
 
@@ -117,8 +129,9 @@ def run_classify(args: argparse.Namespace) -> int:
         return failures[0].exit_code
     from kws.audio import iter_blocks
     from kws.bundle import load_bundle
-    from kws.engine import Engine
-    from kws.recognizer import classify_audio, recording_posterior
+    from kws.engine import Engine, make_net
+    from kws.frontend import Mfcc
+    from kws.recognizer import clip_posteriors, recording_posterior
 
     bundle = load_bundle(args.model)
     warn_narrow_band(inputs, bundle.frontend)
@@ -134,7 +147,8 @@ def run_classify(args: argparse.Namespace) -> int:
             clips.append((path, load_audio(path)))
         except AudioError as error:
             failures.append(error)
-    for (path, _), p in zip(clips, classify_audio(bundle, [signal for _, signal in clips], args.batch_size)):
+    mfcc = Mfcc(bundle.frontend)  # the bundle's network, or an exported .tflite's interpreter
+    for (path, _), p in zip(clips, clip_posteriors(make_net(bundle), [mfcc(signal) for _, signal in clips], args.batch_size)):
         posteriors[path] = p
     results = [
         {"file": path, "label": bundle.labels[int(posteriors[path].argmax())], "score": round(float(posteriors[path].max()), 4)}
@@ -314,6 +328,12 @@ def print_text_report(report: dict) -> None:
               f"latency median {lat['median']} ms, p90 {lat['p90']} ms, over {report['audio_s']:.0f} s")
     if report["failures"]:
         print(f"\n{len(report['failures'])} file(s) could not be read (listed on stderr)")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from training.export import run
+
+    return run(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -157,6 +157,16 @@ class RecurrentNet:
         return posteriors, list(zip(new_hs, new_cs))
 
 
+def make_net(bundle: Bundle):
+    """The bundle's network runner: the numba engine, or for a model exported by `kws export`
+    (a .tflite file) the LiteRT interpreter (kws/litert.py), with the same interface."""
+    if isinstance(bundle.network, Network):
+        return RecurrentNet(bundle.network)
+    from kws.litert import LiteRtNet
+
+    return LiteRtNet(bundle.network)
+
+
 @dataclass
 class ChunkResult:
     posteriors: np.ndarray  # (frames, classes) for the frames this chunk completed
@@ -201,7 +211,7 @@ class Engine:
     def __init__(self, bundle: Bundle, detector: DetectorConfig | None = None):
         self.bundle = bundle
         self.labels = bundle.labels
-        self.net = RecurrentNet(bundle.network)
+        self.net = make_net(bundle)
         config = detector or detector_config(bundle)
         self.detector = Detector(self.labels, config)
         self.frontend = StreamingMfcc(bundle.frontend, Mfcc(bundle.frontend))
@@ -240,7 +250,7 @@ class StreamBatch:
         if n_streams < 1:
             raise ValueError(f"n_streams must be >= 1, got {n_streams}")
         self.bundle, self.n = bundle, n_streams
-        self.net = RecurrentNet(bundle.network)
+        self.net = make_net(bundle)
         self.mfcc = Mfcc(bundle.frontend)
         self.detector = BatchDetector(bundle.labels, n_streams, detector or detector_config(bundle))
         self.state = self.net.zero_state(n_streams)
