@@ -10,6 +10,9 @@ every command.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1  # an input file could not be used (the others were still processed)
@@ -101,3 +104,20 @@ def report(error: KwsError) -> int:
 
     print(f"error: {error}", file=sys.stderr, flush=True)
     return error.exit_code
+
+
+@contextlib.contextmanager
+def stderr_discarded():
+    """File descriptor 2 to /dev/null for a block: C++ libraries (TensorFlow's absl and
+    oneDNN start-up lines, LiteRT's delegate notice) write there before any log level
+    applies, and only our own lines may reach the user's terminal."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)

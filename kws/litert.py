@@ -17,17 +17,15 @@ Nothing here imports TensorFlow; the interpreter is imported when a model is ope
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from kws.bundle import Bundle, BundleError, sha256_file
-from kws.errors import KwsError
+from kws.errors import KwsError, stderr_discarded
 from kws.frontend import MfccConfig
 
 FORMAT = "kws-litert-stream"
@@ -107,20 +105,6 @@ def load_exported(path: str | os.PathLike) -> Bundle:
                   network=network)
 
 
-@contextlib.contextmanager
-def _stderr_discarded():
-    """fd 2 to /dev/null while the interpreter starts (it prints a delegate INFO line there)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def open_interpreter(model: str | os.PathLike | bytes, threads: int = 1):
     """The LiteRT interpreter on a model file (or its bytes), tensors allocated; a KwsError without ai-edge-litert."""
     try:
@@ -128,7 +112,7 @@ def open_interpreter(model: str | os.PathLike | bytes, threads: int = 1):
     except ImportError:
         raise KwsError(LITERT_MISSING) from None
     source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
-    with _stderr_discarded():
+    with stderr_discarded():
         interpreter = Interpreter(**source, num_threads=threads)
         interpreter.allocate_tensors()
     return interpreter
