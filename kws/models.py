@@ -19,11 +19,20 @@ from kws.network import Network, network_from_config
 ARCHITECTURES = ("gru", "lstm")
 
 
+# What TensorFlow needs to run a layer on its fused cuDNN kernel on a GPU (Keras's GRU and
+# LSTM docs; keras/src/backend/tensorflow/rnn.py `cudnn_ok`): stated here, not left to
+# defaults, and checked by tests/test_train.py from the built layers. Dropout stays between
+# layers (a Dropout layer), never inside the recurrence; the input is never masked.
+CUDNN_ARGUMENTS = {"activation": "tanh", "recurrent_activation": "sigmoid", "recurrent_dropout": 0.0, "unroll": False,
+                   "use_bias": True, "use_cudnn": "auto"}
+CUDNN_GRU_ARGUMENTS = {**CUDNN_ARGUMENTS, "reset_after": True}
+
+
 def recurrent_layer(arch: str, units: int, name: str, stateful: bool = False) -> keras.layers.Layer:
     if arch == "gru":
-        return keras.layers.GRU(units, return_sequences=True, stateful=stateful, name=name)
+        return keras.layers.GRU(units, return_sequences=True, stateful=stateful, name=name, **CUDNN_GRU_ARGUMENTS)
     if arch == "lstm":
-        return keras.layers.LSTM(units, return_sequences=True, stateful=stateful, name=name)
+        return keras.layers.LSTM(units, return_sequences=True, stateful=stateful, name=name, **CUDNN_ARGUMENTS)
     raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
 
 

@@ -140,3 +140,66 @@ def test_speed_perturbation_scales_the_clip_and_its_word_span():
     assert abs(np.argmax(spectrum) * 16000 / len(faster) - 500 * factor) < 5  # pitch moves with tempo
     same, span = perturb_speed(clip, (4000, 12000), 0.0, np.random.default_rng(3))
     assert same is clip and span == (4000, 12000)
+
+
+def listed_layout(root):
+    """Empty WAV names in a Speech Commands layout with its own list files (the split logic
+    reads names only): yes 10, no 8, cat 6, dog 6 clips, one speaker each."""
+    names = {w: [f"{w[0]}{i:07d}_nohash_0.wav" for i in range(n)] for w, n in (("yes", 10), ("no", 8), ("cat", 6),
+                                                                                ("dog", 6))}
+    for word, files in names.items():
+        (root / word).mkdir(parents=True)
+        for name in files:
+            (root / word / name).touch()
+    testing = [f"yes/{n}" for n in names["yes"][:6]] + [f"no/{n}" for n in names["no"][:4]]
+    testing += [f"cat/{n}" for n in names["cat"][:4]] + [f"dog/{n}" for n in names["dog"][:4]]
+    validation = [f"yes/{names['yes'][6]}", f"cat/{names['cat'][5]}"]
+    (root / "testing_list.txt").write_text("\n".join(testing) + "\n")
+    (root / "validation_list.txt").write_text("\n".join(validation) + "\n")
+    return root, set(testing), set(validation)
+
+
+def test_the_canonical_test_split_as_published_results_score_it(tmp_path):
+    from training.data import canonical_test_split, has_test_list, silence_clips
+
+    root, testing, validation = listed_layout(tmp_path / "listed")
+    # the 12-class task: the commands' listed clips, unknown subsampled to the mean command count, as much silence
+    data = scan(root, ("yes", "no"), 30, 30)  # the percentages do not apply: the lists decide
+    assert has_test_list(data)
+    assert {f"{c.word}/{c.path.name}" for c in data.clips("validation")} == validation
+    assert {f"{c.word}/{c.path.name}" for c in data.clips("testing")} == testing
+    split = canonical_test_split(data)
+    words = [c for c in split.clips if c.label in ("yes", "no")]
+    assert {f"{c.word}/{c.path.name}" for c in words} == {t for t in testing if t.split("/")[0] in ("yes", "no")}
+    unknown = [c for c in split.clips if c.label == UNKNOWN]
+    assert len(unknown) == 5 and split.unknown_listed == 8  # mean of 6 and 4
+    assert all(f"{c.word}/{c.path.name}" in testing for c in unknown)
+    assert split.silence == 5 and split.classes == 4
+    assert canonical_test_split(data).clips == split.clips  # the same subsample every run
+    quiet = silence_clips([np.ones(40000, np.float32)], split.silence)
+    assert len(quiet) == 5 and all(c.shape == (16000,) and 0 < np.abs(c).max() < 0.06 for c in quiet)
+    # every word its own class (--words all): every listed clip, nothing subsampled, no silence made
+    every = canonical_test_split(scan(root, None))
+    assert {f"{c.word}/{c.path.name}" for c in every.clips} == testing
+    assert (every.silence, every.classes) == (0, 4)
+    # no list files: no canonical split
+    (root / "testing_list.txt").unlink()
+    assert not has_test_list(scan(root, ("yes", "no"), 30, 30))
+
+
+def test_an_epoch_is_planned_then_made_batch_by_batch_the_same_whatever_the_batching(tiny_dataset):
+    data = scan(tiny_dataset, ("yes", "no", "up"), 30, 0)
+    clips = load_clips(data.clips("training"), data.labels)
+    assert clips.pcm.dtype == np.int16  # held as int16; float32 only per clip
+    maker = SequenceMaker(clips, load_noise(data.noise_files, "training"), data.labels, Mfcc(),
+                          AugmentConfig(seq_seconds=3.0, speed=0.1), feature_fill=np.zeros(40, np.float32))
+    slots = balanced_indices(clips.labels, data.labels, np.random.default_rng(0))
+    plan = maker.plan(slots, np.random.default_rng(1))
+    assert sorted(i for placed in plan for i, _ in placed) == sorted(slots)  # every slot once
+    assert all(len(placed) >= 1 and all(0 <= at < maker.length for _, at in placed) for placed in plan)
+    whole = maker.batch(plan, range(6), [7, 1])
+    parts = [maker.batch(plan, which, [7, 1]) for which in ([4, 5], [0, 1, 2, 3])]
+    for k in range(3):
+        assert np.array_equal(whole[k], np.concatenate([parts[1][k], parts[0][k]]))
+    other_epoch = maker.batch(plan, range(6), [7, 2])
+    assert not np.array_equal(whole[0], other_epoch[0])  # fresh augmentation each epoch

@@ -71,7 +71,9 @@ def test_interrupted_training_resumes(tiny_dataset, tmp_path):
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert stderr.strip() == f"interrupted: run the same command again to resume from {work}"
-    assert stdout.startswith("epoch 1/4: loss ") and "best val_clip_accuracy" in stdout and "left" in stdout
+    first, second = stdout.splitlines()[:2]
+    assert first.startswith("clips: ") and "the cache" in first  # where the clips came from, then the epochs
+    assert second.startswith("epoch 1/4: loss ") and "best val_clip_accuracy" in stdout and "left" in stdout
     assert "━" not in stdout and "4/4" not in stdout and not out.exists()  # no Keras bar, no bogus end
     done_before = json.loads(progress.read_text())["epochs_done"]
     assert done_before >= 1
@@ -84,6 +86,7 @@ def test_interrupted_training_resumes(tiny_dataset, tmp_path):
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"resuming from {out}.work after epoch {done_before}" in again.stdout
+    assert again.stdout.startswith("clips: ") and " from the cache " in again.stdout.splitlines()[0]  # reused
     assert f"epoch {done_before + 1}/4: loss" in again.stdout and "epoch 4/4: loss" in again.stdout
     meta = load_bundle(out).metadata
     assert meta["epochs_run"] == 4
@@ -225,3 +228,87 @@ def test_recipe_commands_are_valid_and_skip_finished_steps(tmp_path):
     assert recipe.is_done(out, "training.train") and not recipe.is_done(out, "training.tune_detector")
     (out / "bundle.json").write_text(json.dumps({"detector": {"threshold": 0.5, "tuned": {}}}))
     assert recipe.is_done(out, "training.tune_detector")
+
+
+def test_the_recurrent_layers_can_run_on_cudnn():
+    """The conditions Keras documents for its cuDNN kernels, read from the built layers
+    (no GPU needed): tanh, sigmoid, no recurrent dropout, not unrolled, with bias, GRU
+    reset_after, use_cudnn not off, and no masking anywhere before them; Keras's own test
+    of the arguments agrees."""
+    import importlib
+
+    import keras
+
+    from kws.models import build_model, stateful_copy
+
+    for arch in ("gru", "lstm"):
+        model = build_model(arch, 40, 12, units=16, layers=2, dropout=0.1, mean=np.zeros(40), variance=np.ones(40))
+        for net in (model, stateful_copy(model, arch, 16, 2)):
+            recurrent = [layer for layer in net.layers if isinstance(layer, (keras.layers.GRU, keras.layers.LSTM))]
+            assert len(recurrent) == 2
+            for layer in recurrent:
+                config = layer.get_config()
+                assert (config["activation"], config["recurrent_activation"]) == ("tanh", "sigmoid")
+                assert config["recurrent_dropout"] == 0 and config["unroll"] is False and config["use_bias"] is True
+                assert config.get("reset_after", True) is True
+                assert layer.use_cudnn in ("auto", True)
+                try:  # Keras's own test (a private module: skipped where it moved)
+                    rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
+                except ImportError:
+                    continue
+                cell = layer.cell
+                arguments = (cell.activation, cell.recurrent_activation, layer.unroll, cell.use_bias)
+                if arch == "gru":
+                    assert rnn._do_gru_arguments_support_cudnn(*arguments, cell.reset_after)
+                else:
+                    assert rnn._do_lstm_arguments_support_cudnn(*arguments)
+            assert not any(isinstance(layer, (keras.layers.Masking, keras.layers.Embedding)) for layer in net.layers)
+            assert all(getattr(t, "_keras_mask", None) is None for t in [net.input, *[l.output for l in recurrent]])
+
+
+def test_training_scores_the_canonical_test_split_when_the_data_set_has_one(tiny_dataset, tmp_path):
+    """A copy of the small data set with its own validation_list.txt / testing_list.txt: the
+    lists decide the split, the run ends by scoring the test list (commands, unknown
+    subsampled, silence) into bundle.json and the final line, and a second run (here: the
+    data stage alone) reuses the clip cache."""
+    import shutil
+
+    from training.data import canonical_test_split, scan
+
+    root = tmp_path / "listed"
+    shutil.copytree(tiny_dataset, root)
+    speakers = sorted({speaker_of(p) for p in (root / "yes").glob("*.wav")})
+    validation, testing = speakers[:4], speakers[4:8]
+
+    def listed(group):
+        return [f"{w}/{p.name}" for w in ("yes", "no", "up", "cat", "dog") for p in sorted((root / w).glob("*.wav"))
+                if speaker_of(p) in group]
+
+    (root / "validation_list.txt").write_text("\n".join(listed(validation)) + "\n")
+    (root / "testing_list.txt").write_text("\n".join(listed(testing)) + "\n")
+    out, cache = tmp_path / "model", tmp_path / "cache"
+    result = run_cli("training.train", "--data", str(root), "--out", str(out), "--epochs", "2", "--cache", str(cache),
+                     *SMALL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    meta = load_bundle(out).metadata
+    expected = canonical_test_split(scan(root, ("yes", "no", "up")))
+    assert len(expected.clips) == 3 * 4 + 4 and expected.silence == 4  # 4 of each command, unknown cut to 4, silence
+    test = meta["test"]
+    assert test["split"] == "testing_list.txt" and test["classes"] == 5 and test["clips"] == 20
+    assert (test["unknown_listed"], test["silence_made_from_noise"]) == (8, 4) and 0 <= test["accuracy"] <= 1
+    assert result.stdout.strip().endswith(f"; test accuracy {test['accuracy']:.4f} (5-class, 20 clips of testing_list.txt)")
+    assert meta["val_clips"] == len(listed(validation))
+    assert meta["loading"]["cache_built"] and meta["loading"]["cache"].startswith(str(cache))
+    args = parse_args(["--data", str(root), "--out", str(tmp_path / "o"), *SMALL, "--cache", str(cache)])
+    again = prepare_data(args)
+    assert again.loading["cache_built"] is False and again.loading["cache"] == meta["loading"]["cache"]
+    assert not [p for p in root.rglob("*") if "cache" in p.name]  # nothing written in the data folder
+
+
+def test_no_test_split_without_list_files_and_cache_off(trained, tiny_dataset, tmp_path):
+    out, result = trained
+    assert load_bundle(out).metadata["test"] is None and "test accuracy" not in result.stdout
+    args = parse_args(["--data", str(tiny_dataset), "--out", str(tmp_path / "o"), *SMALL, "--cache", "off"])
+    data = prepare_data(args)
+    assert data.store is None and data.loading["cache"] is None and data.loading["seconds"] > 0
+    assert data.train_clips.pcm.dtype == np.int16 and data.train_clips.store is None

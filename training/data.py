@@ -10,7 +10,9 @@ split stays stable as the data set grows.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,9 +123,8 @@ def scan(
             continue
         name = directory.name
         label = name if name in chosen else SILENCE if name == SILENCE_DIR else UNKNOWN
-        for wav in sorted(directory.glob("*.wav")):
-            split = split_of(f"{name}/{wav.name}")
-            dataset.splits.setdefault(split, []).append(Clip(wav, label, name))
+        for wav in sorted(entry.name for entry in os.scandir(directory) if entry.name.endswith(".wav")):
+            dataset.splits.setdefault(split_of(f"{name}/{wav}"), []).append(Clip(directory / wav, label, name))
     dataset.noise_files = sorted((root / NOISE_DIR).glob("*.wav")) if (root / NOISE_DIR).is_dir() else []
     if not dataset.clips("training"):
         raise DataError(f"{root}: no training clips found (is this a Speech Commands folder?)")
@@ -187,24 +188,123 @@ def word_span(audio: np.ndarray, frame: int = 160, below_peak_db: float = 25.0) 
 
 @dataclass
 class LoadedClips:
-    """Clips decoded into memory as a (n, 16000) array with labels and word spans."""
+    """Clips as int16, a row each, with labels and word spans.
 
-    audio: np.ndarray
+    `pcm` is the storage: an in-memory (n, 16000) int16 array, or a whole cache
+    (`training.cache.ClipStore`) with `rows` the cache row of each clip. Training reads
+    clips one at a time as float32 (`clip`), so no float32 copy of the set is ever made;
+    `audio` is that copy, for the tools that work on a validation set at once.
+    """
+
+    pcm: np.ndarray  # int16 rows
     labels: np.ndarray  # class index per clip
     spans: np.ndarray  # (n, 2) start/end sample of the spoken word
     paths: list[Path]
+    rows: np.ndarray | None = None  # row of `pcm` per clip (None: row i is clip i)
+    store: object | None = None  # the ClipStore `pcm` belongs to, if any
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def clip(self, i: int) -> np.ndarray:
+        """Clip `i` as float32 in [-1, 1) (16000 samples)."""
+        from training.cache import to_float
+
+        row = int(i if self.rows is None else self.rows[i])
+        return to_float(self.store.read(row) if self.store is not None else self.pcm[row])
+
+    @functools.cached_property
+    def audio(self) -> np.ndarray:
+        """Every clip as one (n, 16000) float32 array, made once on first use (4 bytes a
+        sample: for validation sets; training uses `clip`)."""
+        out = np.empty((len(self), CLIP_SAMPLES), np.float32)
+        for i in range(len(self)):
+            out[i] = self.clip(i)
+        return out
 
 
-def load_clips(clips: list[Clip], labels: list[str]) -> LoadedClips:
+def load_clips(clips: list[Clip], labels: list[str], store=None, progress=None) -> LoadedClips:
+    """The clips with their labels: rows of the cache `store` (a `training.cache.ClipStore`
+    holding them), else decoded now in parallel into one int16 array."""
+    from training.cache import decode_in_memory
+
     index = {label: i for i, label in enumerate(labels)}
-    audio = np.stack([fit_clip(load_audio(c.path)) for c in clips]) if clips else np.zeros((0, CLIP_SAMPLES), np.float32)
-    spans = np.array([word_span(a) for a in audio], dtype=np.int64).reshape(-1, 2)
-    return LoadedClips(
-        audio=audio.astype(np.float32),
-        labels=np.array([index[c.label] for c in clips], dtype=np.int64),
-        spans=spans,
-        paths=[c.path for c in clips],
-    )
+    class_of = np.array([index[c.label] for c in clips], dtype=np.int64)
+    paths = [c.path for c in clips]
+    if store is not None:
+        rows = store.rows(paths)
+        return LoadedClips(store.pcm, class_of, np.asarray(store.spans[rows], np.int64).reshape(-1, 2), paths,
+                           rows=rows, store=store)
+    pcm, spans = decode_in_memory(paths, progress)
+    return LoadedClips(pcm, class_of, spans, paths)
+
+
+TEST_LIST = "testing_list.txt"
+TEST_SEED = 0  # the canonical test set's subsample and silence: the same for every run
+TEST_SILENCE_DBFS = (-55.0, -25.0)  # level of the silence clips made of background noise
+
+
+def has_test_list(dataset: DataSet) -> bool:
+    """Whether the data set carries its canonical split (`testing_list.txt` and `validation_list.txt`)."""
+    return (dataset.root / TEST_LIST).is_file() and (dataset.root / "validation_list.txt").is_file()
+
+
+@dataclass
+class TestSplit:
+    """The canonical test split as published results score it.
+
+    12-class task (ten commands, unknown, silence; any task with an unknown class): every
+    command clip of `testing_list.txt`; its unknown-word clips subsampled to the mean
+    command count; as many silence clips (the list's own `_silence_` clips if it has any,
+    else one-second cuts of background noise, made by `silence_clips`). Every class then
+    weighs about the same, as in the released test set (about 400 clips a class for
+    v0.02). 35-class task (`--words all`, no unknown class): every clip of the list.
+    """
+
+    clips: list[Clip]
+    silence: int  # silence clips still to be made from background noise
+    unknown_listed: int  # unknown-word clips in the list, before subsampling
+    classes: int  # classes scored
+
+
+def canonical_test_split(dataset: DataSet, seed: int = TEST_SEED) -> TestSplit:
+    listed = dataset.clips("testing")
+    rng = np.random.default_rng(seed)
+    words = [c for c in listed if c.label not in (SILENCE, UNKNOWN)]
+    unknown = [c for c in listed if c.label == UNKNOWN]
+    silence = [c for c in listed if c.label == SILENCE]
+    per_word: dict[str, int] = {}
+    for clip in words:
+        per_word[clip.label] = per_word.get(clip.label, 0) + 1
+    target = int(round(np.mean(list(per_word.values())))) if per_word else 0
+    chosen = list(words)
+    if UNKNOWN in dataset.labels and unknown:
+        picked = sorted(rng.choice(len(unknown), min(target, len(unknown)), replace=False))
+        chosen += [unknown[i] for i in picked]
+    made = 0
+    if silence:
+        chosen += silence
+    elif UNKNOWN in dataset.labels and target:
+        made = target
+    classes = len({c.label for c in chosen} | ({SILENCE} if made else set()))
+    return TestSplit(chosen, made, len(unknown), classes)
+
+
+def silence_clips(noise: list[np.ndarray], n: int, seed: int = TEST_SEED) -> list[np.ndarray]:
+    """`n` one-second cuts of the (unit-RMS) noise recordings at a level drawn from
+    `TEST_SILENCE_DBFS`: the silence class of a test split that has no silence clips."""
+    if not noise or not n:
+        return [np.zeros(CLIP_SAMPLES, np.float32) for _ in range(n)]
+    rng = np.random.default_rng([seed, 1])
+    out = []
+    for _ in range(n):
+        source = noise[rng.integers(len(noise))]
+        if len(source) < CLIP_SAMPLES:
+            source = np.tile(source, CLIP_SAMPLES // len(source) + 1)
+        start = int(rng.integers(0, len(source) - CLIP_SAMPLES + 1))
+        level = 10 ** (rng.uniform(*TEST_SILENCE_DBFS) / 20)
+        out.append((level * source[start : start + CLIP_SAMPLES]).astype(np.float32))
+    return out
 
 
 def load_noise(files: list[Path], part: str, held_out: float = 0.15) -> list[np.ndarray]:

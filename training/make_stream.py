@@ -59,7 +59,7 @@ def build_stream(
         if not len(order):
             order = rng.permutation(pool)
         index, order = order[0], order[1:]
-        audio[cursor : cursor + SAMPLE_RATE] += clips.audio[index]
+        audio[cursor : cursor + SAMPLE_RATE] += clips.clip(index)
         start = cursor + int(clips.spans[index][0])
         truth.append(TruthWord(labels[clips.labels[index]], 1000.0 * start / SAMPLE_RATE))
         cursor += SAMPLE_RATE + int(rng.uniform(*gap_s) * SAMPLE_RATE)

@@ -63,29 +63,41 @@ def noise_cut(noise: list[np.ndarray], length: int, rng: np.random.Generator) ->
     return source[start : start + length]
 
 
-def lay_out(
-    clips: LoadedClips, slots: list[int], length: int, rng: np.random.Generator, config: AugmentConfig, silence: int
-) -> tuple[np.ndarray, list[Word], int]:
-    """Place clips (by index; -1 is an empty slot) one after another into `length` samples.
-    Returns the audio, the spoken words placed (silence clips are not words), and how
-    many slots were used."""
+Placement = tuple[int, int]  # (clip index or -1 for an empty slot, first sample in the sequence)
+
+
+def plan_sequence(slots, length: int, rng: np.random.Generator, config: AugmentConfig) -> list[Placement]:
+    """Where the clips of `slots` (taken from the front) go in one sequence of `length`
+    samples: one after another, after a random first offset, with random gaps. Needs no
+    audio, so a whole epoch is planned up front and its audio made batch by batch."""
     sr = CLIP_SAMPLES
+    cursor = int(rng.integers(0, int(config.first_offset_ms * sr / 1000) + 1))
+    placed: list[Placement] = []
+    while cursor < length and len(placed) < len(slots):
+        placed.append((int(slots[len(placed)]), cursor))
+        cursor += CLIP_SAMPLES + int(rng.integers(0, int(config.max_gap_ms * sr / 1000) + 1))
+    return placed
+
+
+def lay_out(
+    clips: LoadedClips, placed: list[Placement], length: int, rng: np.random.Generator, config: AugmentConfig,
+    silence: int
+) -> tuple[np.ndarray, list[Word]]:
+    """The audio of a planned sequence: each clip (int16 in the store, float32 from here on)
+    at its place with a random gain and speed. Returns the audio and the spoken words placed
+    (silence clips are not words)."""
     audio = np.zeros(length, np.float32)
     words: list[Word] = []
-    cursor = int(rng.integers(0, int(config.first_offset_ms * sr / 1000) + 1))
-    used = 0
-    while cursor < length and used < len(slots):
-        index = slots[used]
-        used += 1
-        if index >= 0:
-            gain = 10 ** (rng.uniform(-config.gain_db, config.gain_db) / 20)
-            clip, (start, end) = perturb_speed(clips.audio[index], clips.spans[index], config.speed, rng)
-            piece = clip[: length - cursor] * gain
-            audio[cursor : cursor + len(piece)] += piece
-            if clips.labels[index] != silence:
-                words.append(Word(int(clips.labels[index]), cursor + int(start), cursor + int(end)))
-        cursor += CLIP_SAMPLES + int(rng.integers(0, int(config.max_gap_ms * sr / 1000) + 1))
-    return audio, words, used
+    for index, cursor in placed:
+        if index < 0:
+            continue
+        gain = 10 ** (rng.uniform(-config.gain_db, config.gain_db) / 20)
+        clip, (start, end) = perturb_speed(clips.clip(index), clips.spans[index], config.speed, rng)
+        piece = clip[: length - cursor] * gain
+        audio[cursor : cursor + len(piece)] += piece
+        if clips.labels[index] != silence:
+            words.append(Word(int(clips.labels[index]), cursor + int(start), cursor + int(end)))
+    return audio, words
 
 
 def perturb_speed(clip: np.ndarray, span, speed: float, rng: np.random.Generator):
@@ -151,11 +163,20 @@ class SequenceMaker:
         self.length = int(config.seq_seconds * CLIP_SAMPLES)
         self.feature_fill = feature_fill
 
-    def make(self, slots: list[int], rng: np.random.Generator, augment: bool = True):
-        """Consume slots from the front; return one example and the number of slots used."""
-        if rng.random() < self.config.single_clip_share:
-            slots = slots[:1]
-        audio, words, used = lay_out(self.clips, slots, self.length, rng, self.config, self.silence)
+    def plan(self, slots: np.ndarray, rng: np.random.Generator) -> list[list[Placement]]:
+        """All slots (shuffled) packed into sequences: the placements of each (no audio yet)."""
+        order = rng.permutation(np.asarray(slots))
+        sequences, taken = [], 0
+        while taken < len(order):
+            rest = order[taken : taken + 1] if rng.random() < self.config.single_clip_share else order[taken:]
+            placed = plan_sequence(rest, self.length, rng, self.config)
+            sequences.append(placed)
+            taken += len(placed)
+        return sequences
+
+    def render(self, placed: list[Placement], rng: np.random.Generator, augment: bool = True):
+        """One planned sequence as (features, targets, weights)."""
+        audio, words = lay_out(self.clips, placed, self.length, rng, self.config, self.silence)
         audio = add_noise(audio, self.noise, rng, self.config) if augment else audio
         features = self.mfcc(audio)
         c = self.mfcc.config
@@ -164,16 +185,17 @@ class SequenceMaker:
         )
         if augment and self.feature_fill is not None:
             features = spec_augment(features, self.feature_fill, rng, self.config)
-        return features, targets, weights, used
+        return features, targets, weights
+
+    def batch(self, plan: list[list[Placement]], which, seed, augment: bool = True):
+        """Sequences `which` (indices into `plan`) as arrays (n, T, F), (n, T), (n, T). Each
+        sequence's augmentation is seeded by (`seed`, its index): the same whatever the
+        batching or the order the batches are asked for."""
+        made = [self.render(plan[j], np.random.default_rng([*np.atleast_1d(seed), int(j)]), augment) for j in which]
+        return tuple(np.stack(parts) for parts in zip(*made))
 
     def epoch(self, slots: np.ndarray, rng: np.random.Generator, augment: bool = True):
-        """All slots (shuffled) packed into sequences: arrays (n, T, F), (n, T), (n, T)."""
-        order = list(rng.permutation(slots))
-        xs, ys, ws = [], [], []
-        while order:
-            x, y, w, used = self.make(order, rng, augment)
-            order = order[used:]
-            xs.append(x)
-            ys.append(y)
-            ws.append(w)
-        return np.stack(xs), np.stack(ys), np.stack(ws)
+        """All slots (shuffled) packed into sequences: arrays (n, T, F), (n, T), (n, T).
+        Holds the whole epoch in memory (tests, small sets); training asks for `batch`es."""
+        plan = self.plan(slots, rng)
+        return self.batch(plan, range(len(plan)), int(rng.integers(2**62)), augment)
