@@ -129,9 +129,8 @@ def run_classify(args: argparse.Namespace) -> int:
         return failures[0].exit_code
     from kws.audio import iter_blocks
     from kws.bundle import load_bundle
-    from kws.engine import Engine, make_net
-    from kws.frontend import Mfcc
-    from kws.recognizer import clip_posteriors, recording_posterior
+    from kws.engine import Engine
+    from kws.recognizer import classify_audio, recording_posterior
 
     bundle = load_bundle(args.model)
     warn_narrow_band(inputs, bundle.frontend)
@@ -147,8 +146,7 @@ def run_classify(args: argparse.Namespace) -> int:
             clips.append((path, load_audio(path)))
         except AudioError as error:
             failures.append(error)
-    mfcc = Mfcc(bundle.frontend)  # the bundle's network, or an exported .tflite's interpreter
-    for (path, _), p in zip(clips, clip_posteriors(make_net(bundle), [mfcc(signal) for _, signal in clips], args.batch_size)):
+    for (path, _), p in zip(clips, classify_audio(bundle, [signal for _, signal in clips], args.batch_size)):
         posteriors[path] = p
     results = [
         {"file": path, "label": bundle.labels[int(posteriors[path].argmax())], "score": round(float(posteriors[path].max()), 4)}

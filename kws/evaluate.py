@@ -24,7 +24,7 @@ import numpy as np
 from kws.audio import AudioError, audio_duration_s, iter_blocks, load_audio
 from kws.bundle import Bundle
 from kws.detector import Detection
-from kws.engine import Engine, RecurrentNet
+from kws.engine import Engine, make_net
 from kws.frontend import Mfcc
 from kws.labels import SILENCE, UNKNOWN
 from kws.recognizer import clip_posteriors
@@ -152,7 +152,7 @@ def evaluate(bundle: Bundle, paths: list[str | os.PathLike], batch_files: int = 
     if warning:
         print(warning, file=sys.stderr)
     mfcc = Mfcc(bundle.frontend)
-    net = engine.net if engine is not None else RecurrentNet(bundle.network)
+    net = engine.net if engine is not None else make_net(bundle)
     clips = []
     for item in items:
         if is_long(item.path):

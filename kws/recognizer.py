@@ -12,7 +12,7 @@ from collections import defaultdict
 import numpy as np
 
 from kws.bundle import Bundle
-from kws.engine import RecurrentNet
+from kws.engine import RecurrentNet, make_net
 from kws.frontend import Mfcc
 
 
@@ -43,7 +43,7 @@ def sequence_posteriors(net: RecurrentNet, features: np.ndarray) -> np.ndarray:
 
 def classify_audio(bundle: Bundle, signals: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
     mfcc = Mfcc(bundle.frontend)
-    return clip_posteriors(RecurrentNet(bundle.network), [mfcc(s) for s in signals], batch_size)
+    return clip_posteriors(make_net(bundle), [mfcc(s) for s in signals], batch_size)
 
 
 def recording_posterior(engine, blocks) -> np.ndarray:
