@@ -227,3 +227,15 @@ def test_the_store_gives_its_pages_back(layout, tmp_path, monkeypatch):
     clips = [store.read(i % len(store)) for i in range(7)]
     assert len(released) == 2 and all(c.dtype == np.int16 for c in clips)
     assert np.array_equal(store.read(3), store.pcm[3])
+
+
+def test_a_cache_folder_that_cannot_be_written_is_one_error(layout, tmp_path):
+    from training.cache import CacheError
+
+    _, paths = every_clip(layout)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with pytest.raises(CacheError) as error:
+        open_cache(layout, paths, blocked / "cache")
+    assert str(error.value).startswith(f"{blocked / 'cache'}: cannot write the clip cache there (")
+    assert "--cache off" in str(error.value) and "\n" not in str(error.value)

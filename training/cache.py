@@ -261,6 +261,14 @@ class CacheResult:
     seconds: float
 
 
+class CacheError(KwsError):
+    """The clip cache cannot be written where it was asked for; the message says what to do."""
+
+    def __init__(self, cache_root: Path, error: OSError):
+        super().__init__(f"{cache_root}: cannot write the clip cache there ({error.strerror or error}): free some "
+                         "space, give --cache DIR elsewhere, or --cache off to decode into memory")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -321,12 +329,15 @@ def open_cache(data_root: str | os.PathLike, paths: Sequence[Path], cache_root: 
             return CacheResult(ClipStore(final, data_root), False, 0, time.monotonic() - started)
         except (OSError, ValueError, KeyError, json.JSONDecodeError):
             shutil.rmtree(final, ignore_errors=True)  # damaged by hand: built again below
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "source.txt").write_text(str(data_root.resolve()) + "\n")
-    _prune_gone_folders(cache_root)
-    tmp = folder / f"{key}.tmp-{socket.gethostname()}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "source.txt").write_text(str(data_root.resolve()) + "\n")
+        _prune_gone_folders(cache_root)
+        tmp = folder / f"{key}.tmp-{socket.gethostname()}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as error:
+        raise CacheError(cache_root, error) from None
     try:
         decoded = _build(tmp, key, data_root, files, _previous(folder, data_root, key), progress)
         built_seconds = round(time.monotonic() - started, 2)
@@ -340,6 +351,9 @@ def open_cache(data_root: str | os.PathLike, paths: Sequence[Path], cache_root: 
             os.rename(tmp, final)
         except OSError:  # another run finished the same cache first: use theirs
             shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as error:  # a disk full, a folder not writable (a missing clip is an AudioError)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CacheError(cache_root, error) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
