@@ -147,3 +147,18 @@ def test_shipped_bundles_load(name):
     assert bundle.arch == name and bundle.labels[:2] == ["silence", "unknown"]
     assert bundle.metadata["val_clip_accuracy"] > 0.5
     assert bundle.n_params == read_metadata(bundle.path)["n_params"]
+
+
+def test_keras_deprecation_noise_is_filtered_from_the_suite():
+    """Keras's TensorFlow backend makes NumPy 2 warn on every get_weights (98 lines a run);
+    the project's pytest settings filter exactly that warning."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    test = f"{__file__}::test_overwrite_replaces_whole_bundle_and_leaves_no_temporaries"
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], capture_output=True,
+                            text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert "warning" not in result.stdout.lower(), result.stdout[-2000:]

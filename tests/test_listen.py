@@ -1,6 +1,7 @@
 """`kws listen` through a real PortAudio input: PulseAudio with a null sink whose monitor
 is the default source; spoken commands are played into the sink with paplay."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -24,8 +25,10 @@ def pactl(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["pactl", *args], capture_output=True, text=True, timeout=20)
 
 
-@pytest.fixture(scope="module")
-def pulse():
+@contextlib.contextmanager
+def null_sink(name: str = SINK):
+    """A PulseAudio null sink whose monitor is the default source, for the block's duration.
+    Starts the daemon if none runs, and then stops it again: the tests leave nothing running."""
     for tool in ("pulseaudio", "pactl", "paplay"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (apt-get install pulseaudio pulseaudio-utils)")
@@ -35,18 +38,38 @@ def pulse():
         if started.returncode != 0:
             pytest.skip(f"PulseAudio could not start: {started.stderr.strip()[-300:]}")
         time.sleep(1)
-    loaded = pactl("load-module", "module-null-sink", f"sink_name={SINK}")
+    loaded = pactl("load-module", "module-null-sink", f"sink_name={name}")
     if loaded.returncode != 0:
         pytest.skip(f"PulseAudio null sink could not be loaded: {loaded.stderr.strip()}")
     pactl("unload-module", "module-suspend-on-idle")  # an idle monitor must keep delivering audio
     previous = pactl("get-default-source").stdout.strip()
-    assert pactl("set-default-source", f"{SINK}.monitor").returncode == 0
-    yield SINK
-    if previous:
-        pactl("set-default-source", previous)
-    pactl("unload-module", loaded.stdout.strip())
-    if we_started:  # stop what the tests started
-        subprocess.run(["pulseaudio", "--kill"], capture_output=True, timeout=30)
+    assert pactl("set-default-source", f"{name}.monitor").returncode == 0
+    try:
+        yield name
+    finally:
+        if previous:
+            pactl("set-default-source", previous)
+        pactl("unload-module", loaded.stdout.strip())
+        if we_started:
+            subprocess.run(["pulseaudio", "--kill"], capture_output=True, timeout=30)
+            for _ in range(50):  # --kill returns before the daemon has gone
+                if subprocess.run(["pulseaudio", "--check"]).returncode != 0:
+                    break
+                time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def pulse():
+    with null_sink() as sink:
+        yield sink
+
+
+def test_the_null_sink_stops_the_daemon_it_started():
+    if shutil.which("pulseaudio") and subprocess.run(["pulseaudio", "--check"]).returncode == 0:
+        pytest.skip("a PulseAudio daemon was already running before this test")
+    with null_sink("kws_check_sink") as sink:
+        assert sink in pactl("list", "short", "sinks").stdout
+    assert subprocess.run(["pulseaudio", "--check"]).returncode != 0, "the daemon the test started is still running"
 
 
 def words_wav(paths: list[Path], out: Path, gap_s: float = 1.5) -> Path:
