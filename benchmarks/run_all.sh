@@ -11,6 +11,7 @@ for model in gru lstm; do echo; echo "## engine: $model"; $py -m benchmarks.benc
 echo; echo "## start-up and memory of the kws command"; $py -m benchmarks.bench_startup --runs 5 --minutes 60
 echo; echo "## soak"; $py -m benchmarks.bench_soak --model gru --minutes 60 --data "$data"
 echo; echo "## LiteRT export"; $py -m benchmarks.bench_export
+echo; echo "## full-size data set: loading, memory, one epoch (long: about 15 min)"; $py -m benchmarks.bench_scale --epochs 1
 echo; echo "## evaluation speed"; $py -m benchmarks.bench_evaluate --model gru --clips 1000
 stream=$(mktemp -d)/validation_stream.wav
 echo; echo "## validation stream"; $py -m training.make_stream --data "$data" --split-salt kws --minutes 10 --seed 2 --out "$stream"
