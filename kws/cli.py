@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -342,7 +343,23 @@ def main(argv: list[str] | None = None) -> int:
         return report(error)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader stopped reading (`kws stream x.wav | head`): its choice, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more goes to the closed pipe
+        return 0
+
+
+def console() -> None:
+    """The installed `kws` command: `main`, then an exit that skips the interpreter's
+    teardown (numba's and LLVM's finalisation costs about 0.6 s after the answer is out).
+    Everything is written and closed by then: outputs are flushed here."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # a closed pipe: nothing more to deliver
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -3,11 +3,13 @@ where a test says it needs the shared clips and skips without them)."""
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,11 @@ import pytest
 import soundfile as sf
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The clip caches of the tests' training runs go to a folder of this session, removed at
+# the end, not to the user's ~/.cache (every subprocess inherits this).
+_CACHE = tempfile.mkdtemp(prefix="kws-test-cache-")
+os.environ["KWS_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data" / "speech_commands"

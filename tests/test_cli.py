@@ -316,3 +316,13 @@ def test_classify_long_recording_hints_and_streams_in_bounded_memory(tmp_path):
     command = [sys.executable, "-m", "kws.cli", "classify"]
     small, big = peak_rss_mb([*command, str(short)]), peak_rss_mb([*command, str(long)])
     assert big - small < 15, f"peak memory {small:.0f} MB for 30 s, {big:.0f} MB for 10 min"
+
+
+def test_a_reader_that_stops_reading_gets_no_traceback():
+    """`kws stream rec.wav | head -0`: the pipe is closed before kws writes; it stops quietly."""
+    process = subprocess.Popen([console_script("kws"), "stream", str(ROOT / "examples" / "commands.wav")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # the reader is gone before the first detection is printed
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 0
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
