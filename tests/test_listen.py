@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import soundfile as sf
 
 from tests.conftest import ROOT, run_cli
 
-SINK = "kws_test_sink"
+SINK = f"kws_test_sink_{os.getpid()}"  # one per test run: concurrent runs never hear each other
 DETECTION = re.compile(r"^\s*([\d.]+)s\s+(\S+)\s+([\d.]+)$")
 
 
@@ -27,35 +28,36 @@ def pactl(*args: str) -> subprocess.CompletedProcess:
 
 @contextlib.contextmanager
 def null_sink(name: str = SINK):
-    """A PulseAudio null sink whose monitor is the default source, for the block's duration.
-    Starts the daemon if none runs, and then stops it again: the tests leave nothing running."""
+    """A private PulseAudio daemon (its own runtime folder, so neither the user's daemon
+    nor another test run is touched) with a null sink, for the block's duration. A
+    listener hears what is played into the sink by taking its monitor as the source
+    (PULSE_SOURCE=<sink>.monitor). The daemon is stopped at the end: nothing is left running."""
     for tool in ("pulseaudio", "pactl", "paplay"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (apt-get install pulseaudio pulseaudio-utils)")
-    we_started = subprocess.run(["pulseaudio", "--check"]).returncode != 0
-    if we_started:
+    runtime = tempfile.mkdtemp(prefix="kws-pulse-")
+    previous = os.environ.get("PULSE_RUNTIME_PATH")
+    os.environ["PULSE_RUNTIME_PATH"] = runtime  # pactl, paplay and PortAudio's ALSA plugin follow it
+    try:
         started = subprocess.run(["pulseaudio", "-D", "--exit-idle-time=-1"], capture_output=True, text=True, timeout=30)
         if started.returncode != 0:
             pytest.skip(f"PulseAudio could not start: {started.stderr.strip()[-300:]}")
-        time.sleep(1)
-    loaded = pactl("load-module", "module-null-sink", f"sink_name={name}")
-    if loaded.returncode != 0:
-        pytest.skip(f"PulseAudio null sink could not be loaded: {loaded.stderr.strip()}")
-    pactl("unload-module", "module-suspend-on-idle")  # an idle monitor must keep delivering audio
-    previous = pactl("get-default-source").stdout.strip()
-    assert pactl("set-default-source", f"{name}.monitor").returncode == 0
-    try:
+        loaded = pactl("load-module", "module-null-sink", f"sink_name={name}")
+        if loaded.returncode != 0:
+            pytest.skip(f"PulseAudio null sink could not be loaded: {loaded.stderr.strip()}")
+        pactl("unload-module", "module-suspend-on-idle")  # an idle monitor must keep delivering audio
         yield name
     finally:
-        if previous:
-            pactl("set-default-source", previous)
-        pactl("unload-module", loaded.stdout.strip())
-        if we_started:
-            subprocess.run(["pulseaudio", "--kill"], capture_output=True, timeout=30)
-            for _ in range(50):  # --kill returns before the daemon has gone
-                if subprocess.run(["pulseaudio", "--check"]).returncode != 0:
-                    break
-                time.sleep(0.1)
+        subprocess.run(["pulseaudio", "--kill"], capture_output=True, timeout=30)
+        for _ in range(50):  # --kill returns before the daemon has gone
+            if subprocess.run(["pulseaudio", "--check"], capture_output=True).returncode != 0:
+                break
+            time.sleep(0.1)
+        if previous is None:
+            os.environ.pop("PULSE_RUNTIME_PATH", None)
+        else:
+            os.environ["PULSE_RUNTIME_PATH"] = previous
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +67,12 @@ def pulse():
 
 
 def test_the_null_sink_stops_the_daemon_it_started():
-    if shutil.which("pulseaudio") and subprocess.run(["pulseaudio", "--check"]).returncode == 0:
-        pytest.skip("a PulseAudio daemon was already running before this test")
     with null_sink("kws_check_sink") as sink:
+        runtime = os.environ["PULSE_RUNTIME_PATH"]
         assert sink in pactl("list", "short", "sinks").stdout
-    assert subprocess.run(["pulseaudio", "--check"]).returncode != 0, "the daemon the test started is still running"
+    still = subprocess.run(["pulseaudio", "--check"], env={**os.environ, "PULSE_RUNTIME_PATH": runtime})
+    assert still.returncode != 0, "the daemon the test started is still running"
+    assert "PULSE_RUNTIME_PATH" not in os.environ or os.environ["PULSE_RUNTIME_PATH"] != runtime
 
 
 def words_wav(paths: list[Path], out: Path, gap_s: float = 1.5) -> Path:
@@ -87,7 +90,7 @@ def listen_while_playing(model: str, wav: Path, record: Path, sink: str) -> tupl
     process = subprocess.Popen(
         [sys.executable, "-m", "kws.cli", "listen", "--model", model, "--plain", "--record", str(record)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PULSE_SOURCE": f"{sink}.monitor"},
     )
     try:
         first = process.stdout.readline()
