@@ -257,16 +257,20 @@ def peak_rss_mb(args) -> float:
     return float(out.stdout.strip())
 
 
-def test_stream_memory_does_not_grow_with_file_length(trained, tmp_path):
-    rng = np.random.default_rng(0)
-    short, long = tmp_path / "short.wav", tmp_path / "long.wav"
+def peak_rss_short_and_long(command: list[str], folder, seed: int) -> tuple[float, float]:
+    """Peak memory of `command FILE` on 30 s and on 10 min of quiet noise, in MB."""
+    rng = np.random.default_rng(seed)
+    short, long = folder / "short.wav", folder / "long.wav"
     sf.write(short, (0.01 * rng.standard_normal(16000 * 30)).astype(np.float32), 16000, subtype="PCM_16")
     with sf.SoundFile(long, "w", 16000, 1, subtype="PCM_16") as f:
         for _ in range(10):
             f.write((0.01 * rng.standard_normal(16000 * 60)).astype(np.float32))
+    return peak_rss_mb([*command, str(short)]), peak_rss_mb([*command, str(long)])
+
+
+def test_stream_memory_does_not_grow_with_file_length(trained, tmp_path):
     command = [sys.executable, "-m", "kws.cli", "stream", "--model", str(trained[0])]
-    small = peak_rss_mb([*command, str(short)])
-    big = peak_rss_mb([*command, str(long)])
+    small, big = peak_rss_short_and_long(command, tmp_path, seed=0)
     # a 10-minute file is 38 MB as float32: a reader that loaded it whole would show that
     assert big - small < 15, f"peak memory {small:.0f} MB for 30 s, {big:.0f} MB for 10 min"
 
@@ -307,14 +311,7 @@ def test_classify_long_recording_hints_and_streams_in_bounded_memory(tmp_path):
     expected = clip_posteriors(RecurrentNet(bundle.network), [Mfcc(bundle.frontend)(audio)])[0]
     row = json.loads(result.stdout)[0]
     assert row["label"] == bundle.labels[int(expected.argmax())] and row["score"] == pytest.approx(expected.max(), abs=1e-4)
-    rng = np.random.default_rng(1)
-    short, long = tmp_path / "short.wav", tmp_path / "long.wav"
-    sf.write(short, (0.01 * rng.standard_normal(16000 * 30)).astype(np.float32), 16000, subtype="PCM_16")
-    with sf.SoundFile(long, "w", 16000, 1, subtype="PCM_16") as f:
-        for _ in range(10):
-            f.write((0.01 * rng.standard_normal(16000 * 60)).astype(np.float32))
-    command = [sys.executable, "-m", "kws.cli", "classify"]
-    small, big = peak_rss_mb([*command, str(short)]), peak_rss_mb([*command, str(long)])
+    small, big = peak_rss_short_and_long([sys.executable, "-m", "kws.cli", "classify"], tmp_path, seed=1)
     assert big - small < 15, f"peak memory {small:.0f} MB for 30 s, {big:.0f} MB for 10 min"
 
 
