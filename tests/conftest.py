@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from kws.audio import resample
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The clip caches of the tests' training runs go to a folder of this session, removed at
 # the end, not to the user's ~/.cache (every subprocess inherits this).
@@ -70,6 +72,25 @@ def make_dataset(root: Path, commands=("yes", "no", "up"), unknown=("cat", "dog"
     for i in range(12):
         sf.write(root / "_silence_" / f"{i}.wav", noise(1, 0.003 * (1 + i % 4), 100 + i), SR, subtype="PCM_16")
     return root
+
+
+NON_COMMANDS = ("seven", "house", "water", "table")
+SPEECH_VOICES = [("en-us", ""), ("en-gb", "+m3"), ("en-gb-scotland", "+f2"), ("en-029", "+f4")]
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory):
+    """Non-command words at 8 kHz, named WORD_SPEAKER_INDEX.wav as the Free Spoken Digit Dataset."""
+    folder = tmp_path_factory.mktemp("speech") / "recordings"
+    folder.mkdir()
+    for voice, variant in SPEECH_VOICES:
+        speaker = speaker_id(voice, variant, 55)
+        for index, word in enumerate(NON_COMMANDS):
+            path = espeak(word, folder / f"{word}_{speaker}_{index}.16k.wav", voice + variant, 55)
+            audio, _ = sf.read(path, dtype="float32")
+            sf.write(folder / f"{word}_{speaker}_{index}.wav", resample(audio, 16000, 8000), 8000,
+                     subtype="PCM_16")
+            path.unlink()
+    return folder
 
 
 @pytest.fixture(scope="session")

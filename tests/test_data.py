@@ -8,10 +8,15 @@ from training.data import (
     UNKNOWN,
     DataError,
     balanced_indices,
+    extra_training_clips,
     load_clips,
+    merge_clips,
     load_noise,
     scan,
     speaker_of,
+    speech_halves,
+    speech_speaker,
+    speech_training_clips,
     which_set,
     word_span,
 )
@@ -77,6 +82,43 @@ def test_balanced_indices_match_command_counts():
     picked = labels[chosen]
     assert np.sum(picked == 2) == 50 and np.sum(picked == 3) == 30
     assert np.sum(picked == 1) == 40 and np.sum(picked == 0) == 40
+    more_unknown = labels[balanced_indices(labels, labels_names, np.random.default_rng(0), unknown_ratio=3)]
+    assert np.sum(more_unknown == 1) == 120 and np.sum(more_unknown == 0) == 40 and np.sum(more_unknown == 2) == 50
+
+
+def test_an_extra_folder_joins_training_with_its_words_mapped_to_the_task(tiny_dataset):
+    """Words of the task keep their class, any other word is unknown, the noise folder is not a word."""
+    labels = [SILENCE, UNKNOWN, "yes", "no"]
+    clips = extra_training_clips(tiny_dataset, labels)
+    by_word = {c.word: c.label for c in clips}
+    assert by_word == {"yes": "yes", "no": "no", "up": UNKNOWN, "cat": UNKNOWN, "dog": UNKNOWN}
+    assert len(clips) == sum(len(list((tiny_dataset / w).glob("*.wav"))) for w in by_word)
+    without_unknown = extra_training_clips(tiny_dataset, [SILENCE, "yes", "no"])
+    assert {c.word for c in without_unknown} == {"yes", "no"}
+    with pytest.raises(DataError, match="no such extra data folder"):
+        extra_training_clips(tiny_dataset / "missing", labels)
+    with pytest.raises(DataError, match="no word folders"):
+        extra_training_clips(tiny_dataset / "_background_noise_", labels)
+
+
+def test_non_command_speech_trains_on_the_tuning_half_of_its_speakers(speech):
+    clips, speakers = speech_training_clips(speech)
+    files = sorted(speech.glob("*.wav"))
+    tuning, held_out = speech_halves(files)
+    assert speakers == sorted(tuning) and len(tuning) == len(held_out) == 2
+    assert {speech_speaker(c.path) for c in clips} == set(tuning)
+    assert len(clips) == len(files) // 2 and all(c.label == UNKNOWN for c in clips)
+
+
+def test_clips_of_several_folders_merge_into_one_set(tiny_dataset):
+    data = scan(tiny_dataset, ("yes", "no", "up"), 30, 0)
+    first = load_clips(data.clips("training")[:5], data.labels)
+    second = load_clips(data.clips("validation")[:3], data.labels)
+    merged = merge_clips([first, second])
+    assert len(merged) == 8 and merged.paths == first.paths + second.paths
+    assert np.array_equal(merged.labels, np.concatenate([first.labels, second.labels]))
+    np.testing.assert_array_equal(merged.clip(6), second.clip(1))
+    np.testing.assert_array_equal(merged.spans[5], second.spans[0])
 
 
 def test_frame_targets_mask_the_word_and_hold_the_label():

@@ -8,36 +8,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kws.audio import resample
 from kws.bundle import load_bundle
 from kws.engine import detector_config
 from kws.errors import KwsError
 from kws.recognizer import classify_audio
-from tests.conftest import espeak, run_cli, speaker_id
+from tests.conftest import NON_COMMANDS, SPEECH_VOICES, run_cli
 from training import robustness, tune_detector
 from training.options import validation_set
 
-NON_COMMANDS = ("seven", "house", "water", "table")
-SPEECH_VOICES = [("en-us", ""), ("en-gb", "+m3"), ("en-gb-scotland", "+f2"), ("en-029", "+f4")]
 ROWS = ["clip accuracy: clean", "clip accuracy: reverberant", "clip accuracy: narrow-band", "clip accuracy: quiet",
         "clip accuracy: loud", "false alarms: non-command speech", "false alarms: the same played at 16 kHz",
         "false alarms: noise only", "stream: hit rate", "stream: wrong words", "stream: false alarms"]
-
-
-@pytest.fixture(scope="module")
-def speech(tmp_path_factory):
-    """Non-command words at 8 kHz, named WORD_SPEAKER_INDEX.wav as the Free Spoken Digit Dataset."""
-    folder = tmp_path_factory.mktemp("speech") / "recordings"
-    folder.mkdir()
-    for voice, variant in SPEECH_VOICES:
-        speaker = speaker_id(voice, variant, 55)
-        for index, word in enumerate(NON_COMMANDS):
-            path = espeak(word, folder / f"{word}_{speaker}_{index}.16k.wav", voice + variant, 55)
-            audio, _ = sf.read(path, dtype="float32")
-            sf.write(folder / f"{word}_{speaker}_{index}.wav", resample(audio, 16000, 8000), 8000,
-                     subtype="PCM_16")
-            path.unlink()
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +196,14 @@ def test_robustness_help_shows_the_defaults():
     result = run_cli("training.robustness", "--help")
     assert result.returncode == 0
     assert "(default: 60.0)" in result.stdout and "--false-alarms-per-hour" in result.stdout
+
+
+def test_speakers_heard_in_any_training_stage_or_tuning_are_not_measured_on():
+    from types import SimpleNamespace
+
+    stream_stage = {"sources": {"/data": {"clips": 10}}}
+    world_stage = {"sources": {"/data": {"clips": 10}, "/speech": {"clips": 4, "speakers": ["george", "lucas"]}},
+                   "init_from": {**stream_stage, "init_from": {"sources": {"/s": {"speakers": ["theo"]}}}}}
+    bundle = SimpleNamespace(detector={"tuned": {"speech": {"speakers": ["george", "nicolas"]}}}, metadata=world_stage)
+    assert robustness.heard_speakers(bundle) == ["george", "lucas", "nicolas", "theo"]
+    assert robustness.heard_speakers(SimpleNamespace(detector=None, metadata={})) == []

@@ -178,6 +178,36 @@ def test_data_stage_alone(tiny_dataset, tmp_path):
     assert np.array_equal(again.mean, data.mean) and np.array_equal(again.val_stream[0], features)
 
 
+def test_data_stage_adds_extra_folders_and_non_command_speech_to_training_only(tiny_dataset, speech, tmp_path):
+    from tests.conftest import make_dataset
+    from training.data import speech_training_clips
+
+    extra = make_dataset(tmp_path / "synth", commands=("yes", "left"), unknown=("bird",), speakers=2)
+    plain = prepare_data(parse_args(["--data", str(tiny_dataset), "--out", str(tmp_path / "o"), *SMALL]))
+    args = parse_args(["--data", str(tiny_dataset), "--out", str(tmp_path / "o"), *SMALL, "--extra-data", str(extra),
+                       "--speech", str(speech), "--unknown-ratio", "3", "--channel"])
+    data = prepare_data(args)
+    assert data.val_clips.paths == plain.val_clips.paths  # validation: the data set's own speakers only
+    n = len(plain.train_clips)
+    assert data.train_clips.paths[:n] == plain.train_clips.paths
+    added = data.train_clips.paths[n:]
+    speech_clips, speakers = speech_training_clips(speech)
+    assert added == sorted((extra / w / f.name for w in ("bird", "left", "yes") for f in (extra / w).iterdir()),
+                           key=lambda p: (p.parent.name, p.name)) + [c.path for c in speech_clips]
+    names = [data.labels[i] for i in data.train_clips.labels[n:]]
+    assert names == [UNKNOWN if p.parent.name in ("bird", "left") or p.parent == speech else p.parent.name
+                     for p in added]
+    at_8k = data.train_clips.paths.index(speech_clips[0].path)
+    from kws.audio import load_audio
+    expected = load_audio(speech_clips[0].path)
+    np.testing.assert_allclose(data.train_clips.clip(at_8k)[: len(expected)], expected, atol=1 / 32768)
+    assert data.sources[str(speech.resolve())]["speakers"] == speakers
+    assert data.sources[str(extra.resolve())] == {"clips": 6, "labels": [UNKNOWN, "yes"]}
+    assert data.maker.channel is not None and plain.maker.channel is None
+    x, y, w = data.maker.batch(data.maker.plan(np.arange(len(data.train_clips)), np.random.default_rng(0)), [0], 0)
+    assert np.isfinite(x).all() and y.shape == w.shape == x.shape[:2]
+
+
 def test_data_stage_takes_the_initial_bundles_statistics(trained, tiny_dataset, tmp_path):
     start, _ = trained
     args = parse_args(["--data", str(tiny_dataset), "--out", str(tmp_path / "o"), *SMALL, "--init", str(start)])
@@ -212,15 +242,21 @@ def test_fine_tuning_with_warmup_keeps_the_best_sum_of_clip_and_stream_scores(tr
     assert meta["init_from"]["path"] == str(start)
 
 
-def test_recipe_commands_are_valid_and_skip_finished_steps(tmp_path):
+def test_recipe_commands_are_valid_and_skip_finished_steps(tmp_path, monkeypatch):
     from training import recipe
     from training.train import parse_args
 
-    steps = recipe.commands("DATA", "lstm", 64, str(tmp_path / "out"), str(tmp_path / "work"), seed=3)
-    clip_stage, stream_stage = (parse_args(command[1:]) for _, command in steps[:2])
+    steps = recipe.commands("DATA", "lstm", 64, str(tmp_path / "out"), str(tmp_path / "work"), seed=3, speech="SPEECH")
+    assert [command[0] for _, command in steps] == ["training.train", "training.train", "training.synth",
+                                                     "training.train", "training.tune_detector"]
+    clip_stage, stream_stage, world_stage = (parse_args(command[1:]) for i, (_, command) in enumerate(steps)
+                                             if i in (0, 1, 3))
     assert (clip_stage.arch, clip_stage.units, clip_stage.seed) == ("lstm", 64, 3)
     assert stream_stage.init == str(steps[0][0]) and stream_stage.monitor == "both" and stream_stage.warmup_epochs == 2
-    assert steps[2][1][0] == "training.tune_detector"
+    assert world_stage.init == str(steps[1][0]) and world_stage.extra_data == [str(steps[2][0])]
+    assert world_stage.speech == "SPEECH" and world_stage.channel and world_stage.unknown_ratio == 3
+    assert steps[4][1][-2:] == ["--speech", "SPEECH"]
+    assert "--speech" not in recipe.commands("DATA", "gru", 8, "O", "W")[3][1]
     out = tmp_path / "out"
     assert not any(recipe.is_done(output, command[0]) for output, command in steps)
     out.mkdir()
@@ -228,6 +264,20 @@ def test_recipe_commands_are_valid_and_skip_finished_steps(tmp_path):
     assert recipe.is_done(out, "training.train") and not recipe.is_done(out, "training.tune_detector")
     (out / "bundle.json").write_text(json.dumps({"detector": {"threshold": 0.5, "tuned": {}}}))
     assert recipe.is_done(out, "training.tune_detector")
+
+    ran = []
+    monkeypatch.setattr(recipe.subprocess, "run", lambda command: ran.append(command[2:]) or subprocess.CompletedProcess(command, 0))
+    streams = steps[1][0]
+    streams.mkdir(parents=True)
+    (streams / "bundle.json").write_text("{}")
+    (out / "bundle.json").unlink()
+    recipe.run(steps)  # the stream stage is there: the clip stage is not needed, the synthesis still is
+    assert [c[0] for c in ran] == ["training.synth", "training.train", "training.tune_detector"]
+    (steps[2][0] / "manifest.json").parent.mkdir(parents=True)
+    (steps[2][0] / "manifest.json").write_text("{}")
+    ran.clear()
+    recipe.run(steps)
+    assert [c[0] for c in ran] == ["training.train", "training.tune_detector"]
 
 
 def test_the_recurrent_layers_can_run_on_cudnn():

@@ -58,6 +58,57 @@ def speaker_of(path: Path) -> str:
     return re.sub(r"_nohash_.*$", "", path.stem)
 
 
+def speech_speaker(path: Path) -> str:
+    """The speaker of `WORD_SPEAKER_INDEX.wav` (the Free Spoken Digit Dataset's names); a file
+    named otherwise is its own speaker."""
+    parts = path.stem.split("_")
+    return "_".join(parts[1:-1]) if len(parts) >= 3 else path.stem
+
+
+def speech_files(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such speech folder")
+    files = sorted(folder.glob("*.wav"))
+    if not files:
+        raise DataError(f"{folder}: no .wav recordings in the speech folder")
+    return files
+
+
+def speech_halves(files: list[Path]) -> tuple[list[str], list[str]]:
+    """The speakers in order of name, alternately: (for tuning the detector, held out from it)."""
+    speakers = sorted({speech_speaker(f) for f in files})
+    return speakers[::2], speakers[1::2]
+
+
+def extra_training_clips(root: str | Path, labels: list[str]) -> list[Clip]:
+    """Every clip of another folder in the Speech Commands layout (synthetic speech, your
+    own recordings), all for training: a folder named after a class is that class, any
+    other word folder is `unknown`. Validation stays on the main data set's speakers."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such extra data folder")
+    clips = []
+    for directory in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
+        label = directory.name if directory.name in labels else UNKNOWN
+        if label not in labels:
+            continue  # a task without an unknown class takes only its own words
+        clips += [Clip(directory / wav, label, directory.name)
+                  for wav in sorted(e.name for e in os.scandir(directory) if e.name.endswith(".wav"))]
+    if not clips:
+        raise DataError(f"{root}: no word folders with .wav clips in the extra data folder")
+    return clips
+
+
+def speech_training_clips(folder: str | Path) -> tuple[list[Clip], list[str]]:
+    """The recordings of the tuning half of a non-command speech folder's speakers (the half
+    that training.tune_detector uses; the other half stays unheard for training.robustness),
+    as `unknown` training clips, and those speakers."""
+    files = speech_files(folder)
+    chosen_speakers = set(speech_halves(files)[0])
+    return [Clip(f, UNKNOWN, "speech") for f in files if speech_speaker(f) in chosen_speakers], sorted(chosen_speakers)
+
+
 def labels_for(words: tuple[str, ...], with_unknown: bool = True) -> list[str]:
     return [SILENCE] + ([UNKNOWN] if with_unknown else []) + list(words)
 
@@ -239,6 +290,15 @@ def load_clips(clips: list[Clip], labels: list[str], store=None, progress=None) 
     return LoadedClips(pcm, class_of, spans, paths)
 
 
+def merge_clips(parts: list[LoadedClips]) -> LoadedClips:
+    """Clips from several folders (each its own cache) as one in-memory set."""
+    if len(parts) == 1:
+        return parts[0]
+    pcm = np.concatenate([p.pcm if p.rows is None else p.pcm[p.rows] for p in parts])
+    return LoadedClips(pcm, np.concatenate([p.labels for p in parts]), np.concatenate([p.spans for p in parts]),
+                       [path for p in parts for path in p.paths])
+
+
 TEST_LIST = "testing_list.txt"
 TEST_SEED = 0  # the canonical test set's subsample and silence: the same for every run
 TEST_SILENCE_DBFS = (-55.0, -25.0)  # level of the silence clips made of background noise
@@ -321,10 +381,12 @@ def load_noise(files: list[Path], part: str, held_out: float = 0.15) -> list[np.
     return pieces
 
 
-def balanced_indices(labels: np.ndarray, label_names: list[str], rng: np.random.Generator) -> np.ndarray:
-    """All command clips; unknown and silence clips subsampled (or repeated) to the mean
-    command count, so that no class dominates an epoch. Without silence clips, silence
-    gets empty slots (-1) that hold only background noise."""
+def balanced_indices(labels: np.ndarray, label_names: list[str], rng: np.random.Generator,
+                     unknown_ratio: float = 1.0) -> np.ndarray:
+    """All command clips; unknown clips subsampled (or repeated) to `unknown_ratio` times
+    the mean command count and silence to the mean command count, so that no class
+    dominates an epoch by accident. Without silence clips, silence gets empty slots (-1)
+    that hold only background noise."""
     commands = [i for i, name in enumerate(label_names) if name not in (SILENCE, UNKNOWN)]
     counts = [int(np.sum(labels == i)) for i in commands]
     target = int(np.mean(counts)) if counts else len(labels)
@@ -332,8 +394,9 @@ def balanced_indices(labels: np.ndarray, label_names: list[str], rng: np.random.
     for name in (UNKNOWN, SILENCE):
         if name in label_names:
             pool = np.flatnonzero(labels == label_names.index(name))
+            size = int(round(target * unknown_ratio)) if name == UNKNOWN else target
             if len(pool):
-                chosen.append(rng.choice(pool, size=target, replace=len(pool) < target))
+                chosen.append(rng.choice(pool, size=size, replace=len(pool) < size))
             elif name == SILENCE:
                 chosen.append(np.full(target, -1))  # empty slots: background noise only
     return np.concatenate(chosen) if chosen else np.zeros(0, np.int64)

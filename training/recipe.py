@@ -1,16 +1,24 @@
 """The recipe of the shipped models, in one place, for any architecture and size.
 
-    python -m training.recipe --data DIR --arch gru --units 128 --out assets/gru
+    python -m training.recipe --data DIR --arch gru --units 128 --out assets/gru \
+        [--speech ../shared/data/spoken_digits/recordings]
 
 1. Clip stage: 1.2 s sequences holding one clip each, many updates from random weights.
 2. Stream stage: fine-tune on 4 s streams of 2-4 clips with per-frame targets, after a
    short learning-rate warmup, keeping the epoch with the best sum of validation clip
    accuracy and validation-stream score.
-3. Tune the detector on a validation stream and store it in the bundle.
+3. World stage: fine-tune the stream stage on more of the world: synthetic speech
+   (training.synth: every Debian voice saying the commands and 4,000 other words, made
+   once into `WORK/synth`), the training half of the speakers of a non-command speech
+   folder (`--speech`), three times as many unknown words per epoch, and rooms and
+   microphones on every sequence (`--channel`). Validation stays on the real speakers.
+4. Tune the detector on a validation stream (and the `--speech` folder's same half of
+   speakers) and store it in the bundle with its false-alarm curve.
 
-Each step runs as its own process (`kws-train`, `training.tune_detector`); a step whose
-output already exists is skipped, and an interrupted training step resumes, so
-rerunning the same command carries on where it stopped.
+Each step runs as its own process (`kws-train`, `training.synth`, `training.tune_detector`).
+A step is skipped when its output, or a later training step's output, exists; an
+interrupted training step resumes; so rerunning the same command carries on where it
+stopped.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from training.options import make_parser, run_main
 
 SPLIT = ["--val-percent", "15", "--test-percent", "0"]
 SPLIT_SALT = "kws"
+WORLD_EPOCHS = 10
 ONE_CORE = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
@@ -37,7 +46,10 @@ class StepFailed(KwsError):
 
 
 def is_done(output: Path, step: str) -> bool:
-    """A training step is done when its bundle exists; tuning, when the bundle records it."""
+    """Synthesis is done when its manifest exists; a training step when its bundle exists;
+    tuning, when the bundle records it."""
+    if step == "training.synth":
+        return (output / "manifest.json").exists()
     bundle_json = output / "bundle.json"
     if not bundle_json.exists():
         return False
@@ -45,24 +57,37 @@ def is_done(output: Path, step: str) -> bool:
 
 
 def commands(data: str, arch: str, units: int, out: str, work: str, seed: int = 0, split_salt: str = SPLIT_SALT,
-             clip_epochs: int = 70, stream_epochs: int = 60) -> list[tuple[Path, list[str]]]:
+             clip_epochs: int = 70, stream_epochs: int = 60, world_epochs: int = WORLD_EPOCHS,
+             speech: str | None = None) -> list[tuple[Path, list[str]]]:
     """(output, command) for each step, in order."""
-    clips = Path(work) / f"{arch}{units}_clips"
+    clips, streams, synth = (Path(work) / f"{arch}{units}_clips", Path(work) / f"{arch}{units}_streams",
+                             Path(work) / "synth")
     common = ["--data", data, "--arch", arch, "--units", str(units), *SPLIT, "--split-salt", split_salt,
               "--seed", str(seed), "--speed", "0.1", "--quiet"]
+    speech_args = ["--speech", speech] if speech else []
     return [
         (clips, ["training.train", *common, "--out", str(clips), "--epochs", str(clip_epochs), "--patience", "20",
                  "--seq-seconds", "1.2", "--stream-minutes", "5"]),
-        (Path(out), ["training.train", *common, "--out", out, "--init", str(clips), "--epochs", str(stream_epochs),
-                     "--patience", "25", "--lr", "5e-4", "--warmup-epochs", "2", "--seq-seconds", "4",
-                     "--monitor", "both", "--stream-minutes", "15"]),
-        (Path(out), ["training.tune_detector", "--model", out, "--data", data, "--minutes", "10"]),  # the bundle's split
+        (streams, ["training.train", *common, "--out", str(streams), "--init", str(clips), "--epochs",
+                   str(stream_epochs), "--patience", "25", "--lr", "5e-4", "--warmup-epochs", "2", "--seq-seconds", "4",
+                   "--monitor", "both", "--stream-minutes", "15"]),
+        (synth, ["training.synth", "--out", str(synth)]),
+        (Path(out), ["training.train", *common, "--out", out, "--init", str(streams), "--epochs", str(world_epochs),
+                     "--patience", "8", "--lr", "5e-4", "--warmup-epochs", "1", "--seq-seconds", "4",
+                     "--monitor", "both", "--stream-minutes", "15", "--extra-data", str(synth), *speech_args,
+                     "--unknown-ratio", "3", "--channel"]),
+        (Path(out), ["training.tune_detector", "--model", out, "--data", data, "--minutes", "10", *speech_args]),
     ]
 
 
+TRAINING_STEPS = ("training.train", "training.synth")
+
+
 def run(steps: list[tuple[Path, list[str]]]) -> None:
-    for output, command in steps:
-        if is_done(output, command[0]):
+    for i, (output, command) in enumerate(steps):
+        later_training = [o for o, c in steps[i + 1 :] if c[0] == "training.train"]
+        if is_done(output, command[0]) or (command[0] in TRAINING_STEPS and
+                                           any(is_done(o, "training.train") for o in later_training)):
             print(f"done already: python -m {' '.join(command)}", flush=True)
             continue
         print("run: python -m " + " ".join(command), flush=True)
@@ -80,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="runs", help="folder for the clip-stage bundle")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="training seed")
     parser.add_argument("--split-salt", default=SPLIT_SALT, help="hashed with each speaker id for the split")
+    parser.add_argument("--speech", help="a folder of non-command speech (WORD_SPEAKER_INDEX.wav) for the world stage "
+                                         "and the tuning, e.g. ../shared/data/spoken_digits/recordings")
     args = parser.parse_args(argv)
-    return run_main(lambda: run(commands(args.data, args.arch, args.units, args.out, args.work, args.seed, args.split_salt)))
+    return run_main(lambda: run(commands(args.data, args.arch, args.units, args.out, args.work, args.seed, args.split_salt,
+                                         speech=args.speech)))
 
 
 if __name__ == "__main__":

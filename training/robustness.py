@@ -15,8 +15,8 @@ For the model and its detector (the bundle's tuned settings, or --threshold /
   that are not commands, such as the Free Spoken Digit Dataset), each recording once,
   laid end to end with gaps over faint background noise into one stream that runs
   through the streaming engine, state never reset; every detection there is a false
-  alarm. If the bundle's detector was tuned on some of those speakers
-  (training.tune_detector --speech), only the others are used. Recordings below 16 kHz
+  alarm. If the bundle heard some of those speakers (kws-train --speech,
+  training.tune_detector --speech), only the others are used. Recordings below 16 kHz
   are also played at 16 kHz as they are (twice as fast, an octave up, filling the band);
 - false alarms per hour on --noise-minutes of background noise and no speech (the data
   set's _background_noise_, built as benchmarks/bench_soak.py builds it);
@@ -44,7 +44,7 @@ from kws.errors import non_negative_float, non_negative_int
 from kws.frontend import Mfcc
 from kws.recognizer import clip_posteriors
 from kws.scoring import score_stream
-from training.data import DataError, load_noise
+from training.data import DataError, load_noise, speech_files, speech_speaker
 from training.make_stream import build_stream
 from training.sequences import noise_cut
 from training.options import add_split_arguments, given_split, make_parser, run_main, validation_set
@@ -132,29 +132,6 @@ class Row:
 
 # ---------------------------------------------------------------- non-command speech
 
-def speaker_of(path: Path) -> str:
-    """The speaker of `WORD_SPEAKER_INDEX.wav` (the Free Spoken Digit Dataset's names); a file
-    named otherwise is its own speaker."""
-    parts = path.stem.split("_")
-    return "_".join(parts[1:-1]) if len(parts) >= 3 else path.stem
-
-
-def speech_files(folder: str | Path) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no such speech folder")
-    files = sorted(folder.glob("*.wav"))
-    if not files:
-        raise DataError(f"{folder}: no .wav recordings in the speech folder")
-    return files
-
-
-def speech_halves(files: list[Path]) -> tuple[list[str], list[str]]:
-    """The speakers in order of name, alternately: (for tuning the detector, held out from it)."""
-    speakers = sorted({speaker_of(f) for f in files})
-    return speakers[::2], speakers[1::2]
-
-
 def load_speech(files: list[Path]) -> tuple[list[np.ndarray], list[np.ndarray], int]:
     """Each recording at 16 kHz (resampled), as its raw samples, and the lowest rate among them."""
     resampled, raw, rates = [], [], []
@@ -212,24 +189,30 @@ def false_alarm_row(measure: str, data: str, detections: list, seconds: float, *
                {"detections": len(detections), "audio_s": round(seconds, 1), "fired": dict(fired), **details})
 
 
-def tuned_speakers(bundle) -> list[str]:
-    """The non-command speakers the bundle's detector was tuned on (training.tune_detector --speech)."""
-    return list((((bundle.detector or {}).get("tuned") or {}).get("speech") or {}).get("speakers") or [])
+def heard_speakers(bundle) -> list[str]:
+    """The non-command speakers the bundle has heard: in training (kws-train --speech, at
+    any stage) or in tuning its detector (training.tune_detector --speech)."""
+    tuned = (((bundle.detector or {}).get("tuned") or {}).get("speech") or {}).get("speakers") or []
+    trained, stage = [], bundle.metadata
+    while stage:
+        trained += [s for source in (stage.get("sources") or {}).values() for s in source.get("speakers", [])]
+        stage = stage.get("init_from")
+    return sorted(set(tuned) | set(trained))
 
 
 def speech_rows(bundle, config, folder: str, noise: list[np.ndarray], seed: int) -> list[Row]:
     files = speech_files(folder)
-    tuned = set(tuned_speakers(bundle))
-    used = [f for f in files if speaker_of(f) not in tuned]
+    tuned = set(heard_speakers(bundle))
+    used = [f for f in files if speech_speaker(f) not in tuned]
     if not used:
-        raise DataError(f"{folder}: every speaker in it was used to tune the detector; none is left to measure on")
-    speakers = sorted({speaker_of(f) for f in used})
+        raise DataError(f"{folder}: every speaker in it was heard in training or tuning; none is left to measure on")
+    speakers = sorted({speech_speaker(f) for f in used})
     try:
         resampled, raw, lowest_rate = load_speech(used)
     except AudioError as error:
         raise DataError(f"{folder}: {error}") from None
     who = (f"{len(used)} recordings of {len(speakers)} speakers ({', '.join(speakers)})"
-           + (f", not the {len(tuned)} the detector was tuned on" if tuned else "") + f" in {folder}")
+           + (f", not the {len(tuned)} heard in training or tuning" if tuned else "") + f" in {folder}")
     layout = f"once each in random order (seed {seed}), {SPEECH_GAP_S[0]}-{SPEECH_GAP_S[1]} s gaps, " \
              f"validation noise at {SPEECH_NOISE_DBFS:g} dBFS"
     band = f"; narrow-band: recorded at {lowest_rate} Hz, nothing above {lowest_rate // 2} Hz" \

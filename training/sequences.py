@@ -10,8 +10,9 @@ background noise, with a target for every frame:
 - everywhere else: `silence`.
 
 Augmentation: random placement (time shift), random gain, speed perturbation,
-background-noise mixing at a random level, and SpecAugment-style time and
-coefficient masks.
+background-noise mixing at a random level, optionally rooms and microphones
+(training/augment.py's `Channel`: reverberation, narrow band, EQ, high-pass and a
+wide gain range), and SpecAugment-style time and coefficient masks.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import soxr
 
 from kws.frontend import Mfcc
 from kws.labels import SILENCE
+from training.augment import Channel
 from training.data import CLIP_SAMPLES, LoadedClips
 
 
@@ -157,8 +159,10 @@ class SequenceMaker:
         mfcc: Mfcc,
         config: AugmentConfig = AugmentConfig(),
         feature_fill: np.ndarray | None = None,
+        channel: Channel | None = None,
     ):
         self.clips, self.noise, self.labels, self.mfcc, self.config = clips, noise, labels, mfcc, config
+        self.channel = channel
         self.silence = labels.index(SILENCE)
         self.length = int(config.seq_seconds * CLIP_SAMPLES)
         self.feature_fill = feature_fill
@@ -177,7 +181,8 @@ class SequenceMaker:
     def render(self, placed: list[Placement], rng: np.random.Generator, augment: bool = True):
         """One planned sequence as (features, targets, weights)."""
         audio, words = lay_out(self.clips, placed, self.length, rng, self.config, self.silence)
-        audio = add_noise(audio, self.noise, rng, self.config) if augment else audio
+        if augment:
+            audio = self.heard(audio, rng)
         features = self.mfcc(audio)
         c = self.mfcc.config
         targets, weights = frame_targets(
@@ -186,6 +191,14 @@ class SequenceMaker:
         if augment and self.feature_fill is not None:
             features = spec_augment(features, self.feature_fill, rng, self.config)
         return features, targets, weights
+
+    def heard(self, speech: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The sequence as a microphone hears it: through a room, over background noise,
+        through the microphone's channel (the last two only with a `Channel`)."""
+        if self.channel is None:
+            return add_noise(speech, self.noise, rng, self.config)
+        audio = add_noise(self.channel.room(speech, rng), self.noise, rng, self.config)
+        return self.channel.microphone(audio, rng)
 
     def batch(self, plan: list[list[Placement]], which, seed, augment: bool = True):
         """Sequences `which` (indices into `plan`) as arrays (n, T, F), (n, T), (n, T). Each

@@ -38,8 +38,10 @@ from kws.errors import KwsError, non_negative_float, non_negative_int, positive_
 from kws.frontend import Mfcc, MfccConfig
 from kws.labels import SILENCE
 from training.cache import LoadDisplay, describe, is_off, open_cache
+from training.augment import Channel
 from training.data import (COMMANDS, TEST_LIST, DataError, DataSet, LoadedClips, balanced_indices, canonical_test_split,
-                           check_training_split, has_test_list, load_clips, load_noise, scan_split, silence_clips)
+                           check_training_split, extra_training_clips, has_test_list, load_clips, load_noise, merge_clips,
+                           scan_split, silence_clips, speech_training_clips)
 from training.make_stream import build_stream
 from training.options import (TRAIN_SPLIT, add_split_arguments, chosen_split, fraction, given_split, make_parser, run_main,
                               share)
@@ -80,6 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speed", type=fraction, default=0.1, help="speed perturbation: clips resampled by up to ±this")
     parser.add_argument("--single-clip-share", type=share, default=0.0,
                         help="share of training sequences that hold a single clip (then background only)")
+    parser.add_argument("--extra-data", action="append", default=[], metavar="DIR",
+                        help="another folder in the Speech Commands layout (e.g. training.synth's synthetic speech) "
+                        "whose clips all join training; repeatable")
+    parser.add_argument("--speech", metavar="DIR",
+                        help="a folder of non-command speech (WORD_SPEAKER_INDEX.wav, e.g. "
+                        "../shared/data/spoken_digits/recordings): its detector-tuning half of speakers joins training "
+                        "as unknown; the other half stays unheard for training.robustness")
+    parser.add_argument("--unknown-ratio", type=positive_float, default=1.0,
+                        help="unknown-word clips per epoch, as a multiple of the mean command's clips")
+    parser.add_argument("--channel", action="store_true",
+                        help="rooms and microphones on the training audio (training/augment.py: reverberation, "
+                        "narrow band, EQ, high-pass, wide gain)")
     parser.add_argument("--stream-minutes", type=positive_float, default=15.0, help="length of the validation stream")
     parser.add_argument("--strategy", choices=("default", "mirrored"), default="default",
                         help="tf.distribute strategy; 'mirrored' spreads each batch over the GPUs (or the --cpu-devices)")
@@ -282,7 +296,7 @@ def stream_score(net, features, truth, audio_s, labels) -> float:
 
 
 def make_dataset(maker: SequenceMaker, train_labels, label_names, batch_size: int, seed: int, first_epoch: int,
-                 repeat: int = 1):
+                 repeat: int = 1, unknown_ratio: float = 1.0):
     import keras
 
     class EpochSequences(keras.utils.PyDataset):
@@ -298,7 +312,8 @@ def make_dataset(maker: SequenceMaker, train_labels, label_names, batch_size: in
 
         def _plan(self):
             rng = np.random.default_rng([seed, self.epoch])
-            slots = np.concatenate([balanced_indices(train_labels, label_names, rng) for _ in range(repeat)])
+            slots = np.concatenate([balanced_indices(train_labels, label_names, rng, unknown_ratio)
+                                    for _ in range(repeat)])
             self.plan = maker.plan(slots, rng)
 
         def __len__(self):
@@ -358,6 +373,8 @@ class TrainingData:
     initial: Bundle | None  # the --init bundle
     store: object | None = None  # the clip cache (training.cache.ClipStore), None with --cache off
     loading: dict = field(default_factory=dict)  # how the clips were loaded: seconds, cache path, built or reused
+    sources: dict = field(default_factory=dict)  # the training clips each folder gave
+    channel: Channel | None = None  # rooms and microphones (--channel)
 
     @property
     def labels(self) -> list[str]:
@@ -374,20 +391,23 @@ def prepare_data(args: argparse.Namespace) -> TrainingData:
     if args.max_clips:
         train_list = [train_list[i] for i in np.random.default_rng(args.seed).permutation(len(train_list))[: args.max_clips]]
     started = time.monotonic()
-    store, loading = load_store(args, dataset)
-    train_clips = load_clips(train_list, dataset.labels, store)
+    store, loading = load_store(args, dataset.root, all_clips(dataset))
     val_clips = load_clips(dataset.clips("validation"), dataset.labels, store)
+    train_clips, sources = load_training_clips(args, dataset, train_list, store)
     loading["seconds"] = round(time.monotonic() - started, 2)
     if not len(val_clips.labels):
         raise DataError(f"{args.data}: the validation split is empty (raise --val-percent)")
     mfcc = Mfcc(MfccConfig())
     augment = AugmentConfig(seq_seconds=args.seq_seconds, single_clip_share=args.single_clip_share, speed=args.speed)
-    maker = SequenceMaker(train_clips, load_noise(dataset.noise_files, "training"), dataset.labels, mfcc, augment)
+    channel = Channel(seed=args.seed) if args.channel else None
+    maker = SequenceMaker(train_clips, load_noise(dataset.noise_files, "training"), dataset.labels, mfcc, augment,
+                          channel=channel)
     initial = load_initial(args, dataset.labels) if args.init else None
     if initial is not None:
         mean, variance = initial.network.mean, initial.network.variance
     else:
-        stats_slots = balanced_indices(train_clips.labels, dataset.labels, np.random.default_rng(args.seed))
+        stats_slots = balanced_indices(train_clips.labels, dataset.labels, np.random.default_rng(args.seed),
+                                       args.unknown_ratio)
         mean, variance = feature_stats(maker, stats_slots, args.seed)
     maker.feature_fill = mean.astype(np.float32)
     val_noise = load_noise(dataset.noise_files, "validation")
@@ -397,21 +417,40 @@ def prepare_data(args: argparse.Namespace) -> TrainingData:
         val_stream = (mfcc(audio), truth, len(audio) / mfcc.config.sample_rate, dataset.labels)
     val_features = [mfcc(val_clips.clip(i)) for i in range(len(val_clips))]
     return TrainingData(dataset, train_clips, val_clips, mfcc, augment, maker, mean, variance,
-                        val_features, val_noise, val_stream, initial, store, loading)
+                        val_features, val_noise, val_stream, initial, store, loading, sources, channel)
 
 
 def all_clips(dataset: DataSet) -> list:
     return [clip for clips in dataset.splits.values() for clip in clips]
 
 
-def load_store(args: argparse.Namespace, dataset: DataSet):
-    """(the data folder's clip cache, opened or built now; how it went) or (None, ...) with
+def load_training_clips(args: argparse.Namespace, dataset: DataSet, train_list: list, store):
+    """The training clips of the data set, of each --extra-data folder and of the --speech
+    folder's training half, as one set (each folder read through its own cache); and what
+    each source gave."""
+    parts = [load_clips(train_list, dataset.labels, store)]
+    sources = {"data": {"folder": str(Path(args.data).resolve()), "clips": len(train_list)}}
+    extra = [(folder, extra_training_clips(folder, dataset.labels), None) for folder in args.extra_data]
+    if args.speech:
+        clips, speakers = speech_training_clips(args.speech)
+        extra.append((args.speech, clips, speakers))
+    for folder, clips, speakers in extra:
+        folder_store, _ = load_store(args, Path(folder), clips)
+        parts.append(load_clips(clips, dataset.labels, folder_store))
+        words = sorted({c.label for c in clips})
+        sources[str(Path(folder).resolve())] = {"clips": len(clips), "labels": words,
+                                                **({"speakers": speakers} if speakers else {})}
+    return merge_clips(parts), sources
+
+
+def load_store(args: argparse.Namespace, root: Path, clips: list):
+    """(the folder's clip cache, opened or built now; how it went) or (None, ...) with
     --cache off, where `load_clips` decodes what it is asked for into memory."""
     if is_off(args.cache):
         return None, {"cache": None}
     display = LoadDisplay("off" if args.quiet else None)
     with display:
-        result = open_cache(dataset.root, [c.path for c in all_clips(dataset)], args.cache, display)
+        result = open_cache(root, [c.path for c in clips], args.cache, display)
     display.note(describe(result, len(result.store)))
     return result.store, {"cache": str(result.store.path), "cache_built": result.built, "clips_decoded": result.decoded}
 
@@ -491,6 +530,7 @@ def record(args: argparse.Namespace, data: TrainingData, inference, progress: Pr
         "data": str(Path(args.data).resolve()),
         "words": list(data.labels),
         "train_clips": len(data.train_clips.labels),
+        "sources": data.sources,
         "val_clips": len(data.val_clips.labels),
         "val_percent": args.val_percent,
         "split_salt": args.split_salt,
@@ -502,10 +542,12 @@ def record(args: argparse.Namespace, data: TrainingData, inference, progress: Pr
         "stream": stream,
         "seed": args.seed,
         "init_from": None if initial is None else {"path": str(args.init), **{k: initial.metadata.get(k) for k in (
-            "command", "epochs_run", "best_epoch", "val_clip_accuracy", "fit_seconds", "augment", "history")}},
+            "command", "epochs_run", "best_epoch", "val_clip_accuracy", "fit_seconds", "augment", "history", "init_from")}},
         "strategy": args.strategy,
         "replicas": replicas,
         "augment": data.augment.to_dict(),
+        "channel": None if data.channel is None else data.channel.config.to_dict(),
+        "unknown_ratio": args.unknown_ratio,
         "hyperparameters": {k: getattr(args, k) for k in ("units", "layers", "dropout", "batch_size", "lr", "warmup_epochs",
                                                             "epochs", "patience", "repeat")},
         "monitor": progress.monitor,
@@ -554,7 +596,7 @@ def train(args: argparse.Namespace) -> dict:
     if progress.state["epochs_done"]:
         print(f"resuming from {work} after epoch {progress.state['epochs_done']}")
     batches = make_dataset(data.maker, data.train_clips.labels, data.labels, args.batch_size, args.seed,
-                           progress.state["epochs_done"], args.repeat)
+                           progress.state["epochs_done"], args.repeat, args.unknown_ratio)
     model, inference, strategy = prepare_model(args, data, progress, len(batches))
     fit_seconds = fit(args, data, batches, model, inference, progress)
     return record(args, data, inference, progress, int(strategy.num_replicas_in_sync), fit_seconds, started)

@@ -40,11 +40,10 @@ from kws.errors import KwsError, non_negative_float, non_negative_int, positive_
 from kws.frontend import Mfcc
 from kws.labels import UNKNOWN
 from kws.scoring import score_stream
-from training.data import DataError, LoadedClips
+from training.data import DataError, LoadedClips, speech_files, speech_halves, speech_speaker
 from training.make_stream import build_stream
 from training.options import add_split_arguments, given_split, make_parser, run_main, validation_set
-from training.robustness import (SPEECH_GAP_S, SPEECH_NOISE_DBFS, speaker_of, speech_files, speech_halves,
-                                 speech_stream)
+from training.robustness import SPEECH_GAP_S, SPEECH_NOISE_DBFS, speech_stream
 
 THRESHOLDS = (*(round(0.20 + 0.01 * i, 2) for i in range(80)), 0.995)  # 0.20, 0.21, ..., 0.99, 0.995
 GRID = {
@@ -142,7 +141,7 @@ def non_command_speech(folder: str) -> tuple[list[np.ndarray], dict]:
     """The recordings of the tuning half of the speakers of a non-command speech folder, at 16 kHz."""
     files = speech_files(folder)
     tuning, held_out = speech_halves(files)
-    chosen = [f for f in files if speaker_of(f) in set(tuning)]
+    chosen = [f for f in files if speech_speaker(f) in set(tuning)]
     try:
         signals = [load_audio(f) for f in chosen]
     except AudioError as error:
