@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_argument(export)
     export.add_argument("--out", required=True, metavar="FILE.tflite", help="the model to write; FILE.json goes beside it")
     export.add_argument("--quantize", choices=("none", "dynamic", "int8", "int16x8"), default="none",
-                        help="float; int8 weights; full-integer int8; full-integer with int16 activations (LSTM)")
+                        help="float; int8 weights; full-integer int8; full-integer with int16 activations")
     export.add_argument("--data", help="Speech Commands folder whose training clips calibrate int8/int16x8 "
                                        "(default: the folder recorded in the bundle)")
     export.add_argument("--no-check", action="store_true", help="skip streaming the exported file against the engine")

@@ -102,12 +102,17 @@ def test_an_extra_folder_joins_training_with_its_words_mapped_to_the_task(tiny_d
 
 
 def test_non_command_speech_trains_on_the_tuning_half_of_its_speakers(speech):
-    clips, speakers = speech_training_clips(speech)
+    labels = [SILENCE, UNKNOWN, "yes", "no"]
+    clips, speakers = speech_training_clips(speech, labels)
     files = sorted(speech.glob("*.wav"))
     tuning, held_out = speech_halves(files)
     assert speakers == sorted(tuning) and len(tuning) == len(held_out) == 2
     assert {speech_speaker(c.path) for c in clips} == set(tuning)
     assert len(clips) == len(files) // 2 and all(c.label == UNKNOWN for c in clips)
+    house = speech_training_clips(speech, [SILENCE, UNKNOWN, "house"])[0]  # a task word is not non-command speech
+    assert len(house) == len(clips) - len(tuning) and not any(c.path.name.startswith("house_") for c in house)
+    with pytest.raises(DataError, match="this task has none"):
+        speech_training_clips(speech, [SILENCE, "yes", "no"])
 
 
 def test_clips_of_several_folders_merge_into_one_set(tiny_dataset):
@@ -115,7 +120,10 @@ def test_clips_of_several_folders_merge_into_one_set(tiny_dataset):
     first = load_clips(data.clips("training")[:5], data.labels)
     second = load_clips(data.clips("validation")[:3], data.labels)
     merged = merge_clips([first, second])
+    assert merge_clips([first]) is first
     assert len(merged) == 8 and merged.paths == first.paths + second.paths
+    np.testing.assert_array_equal(merged.audio, np.concatenate([first.audio, second.audio]))
+    np.testing.assert_array_equal(merged.clip(4), first.clip(4))
     assert np.array_equal(merged.labels, np.concatenate([first.labels, second.labels]))
     np.testing.assert_array_equal(merged.clip(6), second.clip(1))
     np.testing.assert_array_equal(merged.spans[5], second.spans[0])

@@ -191,7 +191,7 @@ def test_data_stage_adds_extra_folders_and_non_command_speech_to_training_only(t
     n = len(plain.train_clips)
     assert data.train_clips.paths[:n] == plain.train_clips.paths
     added = data.train_clips.paths[n:]
-    speech_clips, speakers = speech_training_clips(speech)
+    speech_clips, speakers = speech_training_clips(speech, data.labels)
     assert added == sorted((extra / w / f.name for w in ("bird", "left", "yes") for f in (extra / w).iterdir()),
                            key=lambda p: (p.parent.name, p.name)) + [c.path for c in speech_clips]
     names = [data.labels[i] for i in data.train_clips.labels[n:]]
@@ -206,6 +206,10 @@ def test_data_stage_adds_extra_folders_and_non_command_speech_to_training_only(t
     assert data.maker.channel is not None and plain.maker.channel is None
     x, y, w = data.maker.batch(data.maker.plan(np.arange(len(data.train_clips)), np.random.default_rng(0)), [0], 0)
     assert np.isfinite(x).all() and y.shape == w.shape == x.shape[:2]
+    itself = parse_args(["--data", str(tiny_dataset), "--out", str(tmp_path / "o"), *SMALL, "--extra-data",
+                         str(tiny_dataset)])
+    with pytest.raises(DataError, match="the --data folder itself"):
+        prepare_data(itself)
 
 
 def test_data_stage_takes_the_initial_bundles_statistics(trained, tiny_dataset, tmp_path):
@@ -240,6 +244,8 @@ def test_fine_tuning_with_warmup_keeps_the_best_sum_of_clip_and_stream_scores(tr
     assert meta["best_epoch"] == best["epoch"] and meta["monitor"] == "val_clip_plus_stream"
     assert meta["hyperparameters"]["warmup_epochs"] == 1.0
     assert meta["init_from"]["path"] == str(start)
+    assert meta["init_from"]["sources"] == load_bundle(start).metadata["sources"]  # robustness reads every stage's
+    assert meta["sources"] == {"data": {"folder": str(tiny_dataset.resolve()), "clips": meta["train_clips"]}}
 
 
 def test_recipe_commands_are_valid_and_skip_finished_steps(tmp_path, monkeypatch):

@@ -76,7 +76,8 @@ def speech_files(folder: str | Path) -> list[Path]:
 
 
 def speech_halves(files: list[Path]) -> tuple[list[str], list[str]]:
-    """The speakers in order of name, alternately: (for tuning the detector, held out from it)."""
+    """The speakers in order of name, alternately: (for training and tuning the detector,
+    held out from both for training.robustness)."""
     speakers = sorted({speech_speaker(f) for f in files})
     return speakers[::2], speakers[1::2]
 
@@ -100,13 +101,18 @@ def extra_training_clips(root: str | Path, labels: list[str]) -> list[Clip]:
     return clips
 
 
-def speech_training_clips(folder: str | Path) -> tuple[list[Clip], list[str]]:
+def speech_training_clips(folder: str | Path, labels: list[str]) -> tuple[list[Clip], list[str]]:
     """The recordings of the tuning half of a non-command speech folder's speakers (the half
     that training.tune_detector uses; the other half stays unheard for training.robustness),
-    as `unknown` training clips, and those speakers."""
+    as `unknown` training clips, and those speakers. A recording whose word (the name's
+    first part) is one of the task's words is left out: it is not non-command speech."""
+    if UNKNOWN not in labels:
+        raise DataError(f"{folder}: non-command speech trains the unknown class, and this task has none "
+                        "(--words all): leave out --speech")
     files = speech_files(folder)
     chosen_speakers = set(speech_halves(files)[0])
-    return [Clip(f, UNKNOWN, "speech") for f in files if speech_speaker(f) in chosen_speakers], sorted(chosen_speakers)
+    return [Clip(f, UNKNOWN, "speech") for f in files
+            if speech_speaker(f) in chosen_speakers and f.stem.split("_")[0] not in labels], sorted(chosen_speakers)
 
 
 def labels_for(words: tuple[str, ...], with_unknown: bool = True) -> list[str]:
@@ -290,13 +296,24 @@ def load_clips(clips: list[Clip], labels: list[str], store=None, progress=None) 
     return LoadedClips(pcm, class_of, spans, paths)
 
 
+class MergedClips(LoadedClips):
+    """Clips from several folders, each read through its own cache: one set to the
+    sequence maker, with no copy of the audio (clip `i` is read from its own part)."""
+
+    def __init__(self, parts: list[LoadedClips]):
+        super().__init__(pcm=np.zeros((0, CLIP_SAMPLES), np.int16), labels=np.concatenate([p.labels for p in parts]),
+                         spans=np.concatenate([p.spans for p in parts]), paths=[x for p in parts for x in p.paths])
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+
+    def clip(self, i: int) -> np.ndarray:
+        part = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return self.parts[part].clip(i - int(self.starts[part]))
+
+
 def merge_clips(parts: list[LoadedClips]) -> LoadedClips:
-    """Clips from several folders (each its own cache) as one in-memory set."""
-    if len(parts) == 1:
-        return parts[0]
-    pcm = np.concatenate([p.pcm if p.rows is None else p.pcm[p.rows] for p in parts])
-    return LoadedClips(pcm, np.concatenate([p.labels for p in parts]), np.concatenate([p.spans for p in parts]),
-                       [path for p in parts for path in p.paths])
+    """Clips from several folders as one set (the one part itself when there is one)."""
+    return parts[0] if len(parts) == 1 else MergedClips(parts)
 
 
 TEST_LIST = "testing_list.txt"

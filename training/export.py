@@ -236,7 +236,8 @@ def cell_clip(network: Network, quantize: str) -> float | None:
 
 def clip_cells(sample: dict[str, np.ndarray], bound: float) -> dict[str, np.ndarray]:
     """A representative sample with its cell states clipped as the integer graph clips them."""
-    return {name: np.clip(value, -bound, bound) if name.startswith("c") else value for name, value in sample.items()}
+    return {name: np.clip(value, -bound, bound) if re.fullmatch(r"c\d+", name) else value
+            for name, value in sample.items()}
 
 
 def convert(network: Network, quantize: str = "none", representative: list[dict] | None = None) -> bytes:

@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", choices=("gru", "lstm"), default="gru", help="recurrent layer type")
     parser.add_argument("--units", type=positive_int, default=128, help="units per recurrent layer")
     parser.add_argument("--out", required=True, help="bundle folder to write")
-    parser.add_argument("--work", default="runs", help="folder for the clip-stage bundle")
+    parser.add_argument("--work", default="runs", help="folder for the clip- and stream-stage bundles and the "
+                                                       "synthetic speech")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="training seed")
     parser.add_argument("--split-salt", default=SPLIT_SALT, help="hashed with each speaker id for the split")
     parser.add_argument("--speech", help="a folder of non-command speech (WORD_SPEAKER_INDEX.wav) for the world stage "

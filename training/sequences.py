@@ -194,7 +194,7 @@ class SequenceMaker:
 
     def heard(self, speech: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The sequence as a microphone hears it: through a room, over background noise,
-        through the microphone's channel (the last two only with a `Channel`)."""
+        through the microphone's channel (the room and the microphone only with a `Channel`)."""
         if self.channel is None:
             return add_noise(speech, self.noise, rng, self.config)
         audio = add_noise(self.channel.room(speech, rng), self.noise, rng, self.config)

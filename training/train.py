@@ -41,7 +41,7 @@ from training.cache import LoadDisplay, describe, is_off, open_cache
 from training.augment import Channel
 from training.data import (COMMANDS, TEST_LIST, DataError, DataSet, LoadedClips, balanced_indices, canonical_test_split,
                            check_training_split, extra_training_clips, has_test_list, load_clips, load_noise, merge_clips,
-                           scan_split, silence_clips, speech_training_clips)
+                           scan_split, silence_clips, speaker_of, speech_training_clips)
 from training.make_stream import build_stream
 from training.options import (TRAIN_SPLIT, add_split_arguments, chosen_split, fraction, given_split, make_parser, run_main,
                               share)
@@ -430,9 +430,15 @@ def load_training_clips(args: argparse.Namespace, dataset: DataSet, train_list: 
     each source gave."""
     parts = [load_clips(train_list, dataset.labels, store)]
     sources = {"data": {"folder": str(Path(args.data).resolve()), "clips": len(train_list)}}
-    extra = [(folder, extra_training_clips(folder, dataset.labels), None) for folder in args.extra_data]
+    for folder in args.extra_data:
+        if Path(folder).resolve() == dataset.root.resolve():
+            raise DataError(f"--extra-data {folder}: this is the --data folder itself; its validation speakers "
+                            "would be trained on")
+    validation_speakers = {speaker_of(c.path) for c in dataset.clips("validation")}
+    extra = [(folder, [c for c in extra_training_clips(folder, dataset.labels)
+                       if speaker_of(c.path) not in validation_speakers], None) for folder in args.extra_data]
     if args.speech:
-        clips, speakers = speech_training_clips(args.speech)
+        clips, speakers = speech_training_clips(args.speech, dataset.labels)
         extra.append((args.speech, clips, speakers))
     for folder, clips, speakers in extra:
         folder_store, _ = load_store(args, Path(folder), clips)
@@ -542,7 +548,8 @@ def record(args: argparse.Namespace, data: TrainingData, inference, progress: Pr
         "stream": stream,
         "seed": args.seed,
         "init_from": None if initial is None else {"path": str(args.init), **{k: initial.metadata.get(k) for k in (
-            "command", "epochs_run", "best_epoch", "val_clip_accuracy", "fit_seconds", "augment", "history", "init_from")}},
+            "command", "epochs_run", "best_epoch", "val_clip_accuracy", "fit_seconds", "augment", "history", "sources",
+            "init_from")}},
         "strategy": args.strategy,
         "replicas": replicas,
         "augment": data.augment.to_dict(),
