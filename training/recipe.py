@@ -12,8 +12,10 @@
    once into `WORK/synth`), the training half of the speakers of a non-command speech
    folder (`--speech`), three times as many unknown words per epoch, and rooms and
    microphones on every sequence (`--channel`). Validation stays on the real speakers.
-4. Tune the detector on a validation stream (and the `--speech` folder's same half of
-   speakers) and store it in the bundle with its false-alarm curve.
+4. Tune the detector on validation streams (commands; unknown words), speakers the model
+   never heard, and store it in the bundle with its false-alarm curve. Not on the
+   `--speech` folder: the half of its speakers that tuning would use was trained on in
+   step 3, and the other half is for training.robustness.
 
 Each step runs as its own process (`kws-train`, `training.synth`, `training.tune_detector`).
 A step is skipped when its output, or a later training step's output, exists; an
@@ -76,7 +78,7 @@ def commands(data: str, arch: str, units: int, out: str, work: str, seed: int = 
                      "--patience", "8", "--lr", "5e-4", "--warmup-epochs", "1", "--seq-seconds", "4",
                      "--monitor", "both", "--stream-minutes", "15", "--extra-data", str(synth), *speech_args,
                      "--unknown-ratio", "3", "--channel"]),
-        (Path(out), ["training.tune_detector", "--model", out, "--data", data, "--minutes", "10", *speech_args]),
+        (Path(out), ["training.tune_detector", "--model", out, "--data", data, "--minutes", "10"]),
     ]
 
 
@@ -106,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                                                        "synthetic speech")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="training seed")
     parser.add_argument("--split-salt", default=SPLIT_SALT, help="hashed with each speaker id for the split")
-    parser.add_argument("--speech", help="a folder of non-command speech (WORD_SPEAKER_INDEX.wav) for the world stage "
-                                         "and the tuning, e.g. ../shared/data/spoken_digits/recordings")
+    parser.add_argument("--speech", help="a folder of non-command speech (WORD_SPEAKER_INDEX.wav) for the world stage, "
+                                         "e.g. ../shared/data/spoken_digits/recordings")
     args = parser.parse_args(argv)
     return run_main(lambda: run(commands(args.data, args.arch, args.units, args.out, args.work, args.seed, args.split_salt,
                                          speech=args.speech)))

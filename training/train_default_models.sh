@@ -4,7 +4,7 @@
 # at the same time.
 # Usage: bash training/train_default_models.sh [DATA] [SPEECH]
 #   DATA: ../shared/data/speech_commands by default
-#   SPEECH: non-command speech for the world stage and the tuning,
+#   SPEECH: non-command speech for the world stage,
 #           ../shared/data/spoken_digits/recordings by default
 # Rerunning carries on where an interrupted run stopped; a step whose output exists is
 # skipped, so remove assets/gru and assets/lstm first to train them again.
