@@ -71,3 +71,28 @@ def test_missing_bundle_is_one_line_error(tiny_dataset, tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {tmp_path / 'nope'}: no such model bundle")
     assert len(result.stderr.splitlines()) == 1
+
+
+def full_row(arch, accuracy, recipe_name, seed=0):
+    return {**row(arch, accuracy, seed), "params": 100 if arch == "gru" else 130, "seconds_per_epoch": [1.0, 2.0],
+            "engine_kb": 10 if arch == "gru" else 13, "ms_per_hop": 0.1 if arch == "gru" else 0.2,
+            "recipe_name": recipe_name}
+
+
+def test_verdicts_compare_models_of_one_recipe_only():
+    """A world-stage GRU is compared with the world-stage LSTM, never averaged with older rows."""
+    from training.compare import recipe_name, stages_of, verdicts
+
+    clip = {"command": "clip", "sources": {"data": {}}}
+    stream = {"command": "stream", "sources": {"data": {}}, "init_from": clip}
+    world = {"command": "world", "sources": {"data": {}, "/synth": {}}, "init_from": stream}
+    assert [m["command"] for m in stages_of(world)] == ["clip", "stream", "world"]
+    assert recipe_name(world) == "world" and recipe_name(stream) == "two-stage" and recipe_name({}) == "two-stage"
+    rows = [full_row("gru", 0.90, "world"), full_row("lstm", 0.80, "world"), full_row("gru", 0.50, "two-stage", 1),
+            full_row("lstm", 0.85, "two-stage", 1)]
+    text = "\n".join(verdicts(rows))
+    newer, older = text.split("128 units, the older two-stage recipe")
+    assert "128 units, the recipe with the world stage" in newer
+    assert "GRU 0.900 vs LSTM 0.800" in newer and "not supported: the GRU is more accurate" in newer
+    assert "GRU 0.500 vs LSTM 0.850" in older and "not supported: the LSTM is more accurate" in older
+    assert "mean" not in text  # one seed per recipe: nothing averaged across recipes

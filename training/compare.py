@@ -28,6 +28,8 @@ from kws.errors import non_negative_int, positive_float, positive_int
 from training.options import add_split_arguments, given_split, make_parser, run_main, validation_set
 
 SPEED_SECONDS = 20.0
+RECIPES = {"world": "the recipe with the world stage (training/recipe.py now)",
+           "two-stage": "the older two-stage recipe (clips, streams; before the world stage)"}
 STREAM_SEED = 100  # the validation stream every bundle is scored on
 
 
@@ -35,9 +37,25 @@ def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def stages_of(meta: dict) -> list[dict]:
+    """A bundle's training stages, first to last (each stage's `init_from` is the one before)."""
+    stages = []
+    while meta:
+        stages.insert(0, meta)
+        meta = meta.get("init_from")
+    return stages
+
+
+def recipe_name(meta: dict) -> str:
+    """Which recipe made a bundle: with the world stage (training on more than the data
+    set) or the earlier two stages only."""
+    world = any(len(m.get("sources") or {}) > 1 for m in stages_of(meta))
+    return "world" if world else "two-stage"
+
+
 def training_record(meta: dict) -> dict:
-    """Both stages' training figures: the clip stage (init_from) and the stream stage."""
-    stages = [m for m in (meta.get("init_from"), meta) if m]
+    """Every stage's training figures: the clip stage, the stream stage and (newer recipe) the world stage."""
+    stages = stages_of(meta)
     fit = sum(m.get("fit_seconds") or 0 for m in stages)
     epochs = sum(m.get("epochs_run") or 0 for m in stages)
     first = stages[0]
@@ -50,6 +68,7 @@ def training_record(meta: dict) -> dict:
         "history": [h for m in stages for h in m.get("history", [])],
         "first_stage_history": first.get("history", []),
         "commands": [m.get("command") for m in stages],
+        "recipe_name": recipe_name(meta),
     }
 
 
@@ -145,18 +164,21 @@ def accuracy_summary(rows: list[dict]) -> str:
 def verdicts(rows: list[dict]) -> list[str]:
     """One sentence per claim and size; with several seeds, means over the seeds."""
     lines = []
-    for units in sorted({r["units"] for r in rows}, reverse=True):
-        gs = [r for r in rows if r["arch"] == "gru" and r["units"] == units]
-        ls = [r for r in rows if r["arch"] == "lstm" and r["units"] == units]
+    groups = sorted({(r["units"], r["recipe_name"]) for r in rows}, key=lambda g: (-g[0], g[1] != "world"))
+    for units, name in groups:
+        gs = [r for r in rows if r["arch"] == "gru" and r["units"] == units and r["recipe_name"] == name]
+        ls = [r for r in rows if r["arch"] == "lstm" and r["units"] == units and r["recipe_name"] == name]
         if not (gs and ls):
             continue
+        if len(groups) > 1:
+            lines.append(f"{units} units, {RECIPES[name]}:")
         g, l = gs[0], ls[0]
         p = g["params"] / l["params"]
         lines.append(f"- **Fewer parameters** ({units} units): GRU has {p:.2f}x the LSTM's parameters "
                      f"({g['params']:,} vs {l['params']:,}): {'supported' if p < 1 else 'not supported'}.")
         t = mean(gs, lambda r: r["seconds_per_epoch"][-1]) / mean(ls, lambda r: r["seconds_per_epoch"][-1])
         lines.append(f"- **Faster training** ({units} units): GRU's seconds per epoch are {t:.2f}x the LSTM's "
-                     f"(stream stage, from the training records): {ratio_verdict(t)}.")
+                     f"(last stage, from the training records): {ratio_verdict(t)}.")
         m = g["engine_kb"] / l["engine_kb"]
         lines.append(f"- **Less memory** ({units} units): the GRU engine holds {m:.2f}x the LSTM's bytes "
                      f"(weights + state){train_memory(g, l)}: {'supported' if m < 1 else 'not supported'}.")
@@ -253,8 +275,8 @@ def save(fig, path: Path) -> str:
 
 
 def report(rows: list[dict], images: list[str], command: str, machine: str) -> str:
-    head = ["model", "params", "bundle KB", "engine KB", "val clip acc", "stream hits", "wrong", "false alarms/h",
-            "median latency ms", "ms/hop", "s/epoch (clip, stream stage)", "epochs to best (clip, stream)", "train s",
+    head = ["model", "recipe", "params", "bundle KB", "engine KB", "val clip acc", "stream hits", "wrong", "false alarms/h",
+            "median latency ms", "ms/hop", "s/epoch (per stage)", "epochs to best (per stage)", "train s",
             "peak train MB"]
     lines = ["# GRU vs LSTM for streaming speech commands", "",
              f"Regenerate: `{command}`", "", f"Machine: {machine}.", "",
@@ -271,13 +293,16 @@ def report(rows: list[dict], images: list[str], command: str, machine: str) -> s
     for r in rows:
         s = r["stream"]
         lines.append("| " + " | ".join(str(x) for x in [
-            f"{r['arch']} {r['layers']}x{r['units']} seed {r['seed']}", f"{r['params']:,}", r["bundle_kb"], r["engine_kb"],
+            f"{r['arch']} {r['layers']}x{r['units']} seed {r['seed']}", r["recipe_name"], f"{r['params']:,}",
+            r["bundle_kb"], r["engine_kb"],
             f"{r['val_clip_accuracy']:.4f}", f"{s['hits']}/{s['commands']}", s["wrong"], s["false_alarms_per_hour"],
             s["latency_ms"]["median"], r["ms_per_hop"], ", ".join(map(str, r["seconds_per_epoch"])),
             ", ".join(map(str, r["epochs_to_best"])), r["train_seconds"], r["peak_train_rss_mb"]]) + " |")
+    lines += ["", "Recipe: " + "; ".join(f"`{k}`, {v}" for k, v in RECIPES.items() if k in {r["recipe_name"] for r in rows})
+              + ". The claims below compare a GRU and an LSTM made by the same recipe only."]
     lines += ["", "## The usual claims, checked", ""] + verdicts(rows)
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in images]
-    lines += ["", "## Recipe (identical for every model but the architecture and size)", ""]
+    lines += ["", "## Recipe (within one recipe, identical for every model but the architecture and size)", ""]
     for r in rows:
         lines.append(f"- `{r['bundle']}`: " + "; then ".join(f"`{c}`" for c in r["commands"] if c))
     recipe = {k: v for k, v in rows[0]["recipe"].items() if k != "hyperparameters"}
