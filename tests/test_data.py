@@ -138,6 +138,15 @@ def test_frame_targets_mask_the_word_and_hold_the_label():
     held = (frame_end >= 8000) & (frame_end < 12800)
     assert np.all(targets[held] == 3) and np.all(weights[held] == 1)
     assert np.all(targets[frame_end >= 12800] == 0) and np.all(weights[frame_end >= 12800] == 1)
+    # unknown (class 1) while spoken: its frames have the unknown target; a command's stay masked
+    words = [Word(1, 3200, 8000), Word(3, 16000, 20000)]
+    targets, weights = frame_targets(words, 200, silence=0, hop=160, window=480, hold=4800, unknown=1)
+    frame_end = np.arange(200) * 160 + 480
+    spoken = (frame_end > 3200) & (frame_end < 8000)
+    assert np.all(targets[spoken] == 1) and np.all(weights[spoken] == 1)
+    command = (frame_end > 16000) & (frame_end < 20000)
+    assert np.all(weights[command] == 0)
+    assert np.all(targets[(frame_end >= 8000) & (frame_end < 12800)] == 1)
 
 
 def test_sequences_have_targets_for_the_words_placed(tiny_dataset):

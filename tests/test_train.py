@@ -260,7 +260,7 @@ def test_recipe_commands_are_valid_and_skip_finished_steps(tmp_path, monkeypatch
     assert (clip_stage.arch, clip_stage.units, clip_stage.seed) == ("lstm", 64, 3)
     assert stream_stage.init == str(steps[0][0]) and stream_stage.monitor == "both" and stream_stage.warmup_epochs == 2
     assert world_stage.init == str(steps[1][0]) and world_stage.extra_data == [str(steps[2][0])]
-    assert world_stage.speech == "SPEECH" and world_stage.channel and world_stage.unknown_ratio == 3
+    assert world_stage.speech == "SPEECH" and world_stage.channel and world_stage.unknown_ratio == 3 and world_stage.unknown_while_spoken
     assert "--speech" not in steps[4][1]  # its tuning half was trained on; the tuning uses unheard speakers only
     assert "--speech" not in recipe.commands("DATA", "gru", 8, "O", "W")[3][1]
     out = tmp_path / "out"

@@ -10,7 +10,8 @@
 3. World stage: fine-tune the stream stage on more of the world: synthetic speech
    (training.synth: every Debian voice saying the commands and 4,000 other words, made
    once into `WORK/synth`), the training half of the speakers of a non-command speech
-   folder (`--speech`), three times as many unknown words per epoch, and rooms and
+   folder (`--speech`), three times as many unknown words per epoch, `unknown` targets
+   while an unknown word is spoken (`--unknown-while-spoken`), and rooms and
    microphones on every sequence (`--channel`). Validation stays on the real speakers.
 4. Tune the detector on validation streams (commands; unknown words), speakers the model
    never heard, and store it in the bundle with its false-alarm curve. Not on the
@@ -77,7 +78,7 @@ def commands(data: str, arch: str, units: int, out: str, work: str, seed: int = 
         (Path(out), ["training.train", *common, "--out", out, "--init", str(streams), "--epochs", str(world_epochs),
                      "--patience", "8", "--lr", "5e-4", "--warmup-epochs", "1", "--seq-seconds", "4",
                      "--monitor", "both", "--stream-minutes", "15", "--extra-data", str(synth), *speech_args,
-                     "--unknown-ratio", "3", "--channel"]),
+                     "--unknown-ratio", "3", "--unknown-while-spoken", "--channel"]),
         (Path(out), ["training.tune_detector", "--model", out, "--data", data, "--minutes", "10"]),
     ]
 

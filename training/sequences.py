@@ -6,6 +6,9 @@ a multi-second sequence of several clips laid end to end with random gaps and
 background noise, with a target for every frame:
 
 - while a word is being spoken: no target (weight 0) -- it cannot be known yet;
+  with `unknown_while_spoken`, a non-command word's frames are `unknown` already: the
+  model may not guess a command in the middle of a word that is none (a guess there
+  fires the detector as surely as one after the word);
 - from the word's end for `hold_ms`: the word's class (or `unknown`);
 - everywhere else: `silence`.
 
@@ -23,7 +26,7 @@ import numpy as np
 import soxr
 
 from kws.frontend import Mfcc
-from kws.labels import SILENCE
+from kws.labels import SILENCE, UNKNOWN
 from training.augment import Channel
 from training.data import CLIP_SAMPLES, LoadedClips
 
@@ -44,6 +47,7 @@ class AugmentConfig:
     freq_mask_coeffs: int = 4
     single_clip_share: float = 0.0  # share of sequences holding one clip, then background only
     speed: float = 0.0  # speed perturbation: each clip resampled by a factor in [1 - speed, 1 + speed]
+    unknown_while_spoken: bool = False  # unknown words: `unknown` targets while spoken too, not only after
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,15 +116,19 @@ def perturb_speed(clip: np.ndarray, span, speed: float, rng: np.random.Generator
 
 
 def frame_targets(
-    words: list[Word], n_frames: int, silence: int, hop: int, window: int, hold: int
+    words: list[Word], n_frames: int, silence: int, hop: int, window: int, hold: int, unknown: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame class and weight. A frame's time is the end of its window."""
+    """Per-frame class and weight. A frame's time is the end of its window. With `unknown`
+    (that class's index), the frames of an unknown word being spoken have that target."""
     frame_end = np.arange(n_frames) * hop + window
     targets = np.full(n_frames, silence, np.int64)
     weights = np.ones(n_frames, np.float32)
     for word in words:
         speaking = (frame_end > word.start) & (frame_end < word.end)
-        weights[speaking] = 0.0
+        if unknown is not None and word.label == unknown:
+            targets[speaking] = unknown
+        else:
+            weights[speaking] = 0.0
         holding = (frame_end >= word.end) & (frame_end < word.end + hold)
         targets[holding] = word.label
         weights[holding] = 1.0
@@ -164,6 +172,7 @@ class SequenceMaker:
         self.clips, self.noise, self.labels, self.mfcc, self.config = clips, noise, labels, mfcc, config
         self.channel = channel
         self.silence = labels.index(SILENCE)
+        self.unknown = labels.index(UNKNOWN) if UNKNOWN in labels else None
         self.length = int(config.seq_seconds * CLIP_SAMPLES)
         self.feature_fill = feature_fill
 
@@ -186,7 +195,8 @@ class SequenceMaker:
         features = self.mfcc(audio)
         c = self.mfcc.config
         targets, weights = frame_targets(
-            words, len(features), self.silence, c.hop, c.window, int(self.config.hold_ms * c.sample_rate / 1000)
+            words, len(features), self.silence, c.hop, c.window, int(self.config.hold_ms * c.sample_rate / 1000),
+            self.unknown if self.config.unknown_while_spoken else None,
         )
         if augment and self.feature_fill is not None:
             features = spec_augment(features, self.feature_fill, rng, self.config)

@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "as unknown; the other half stays unheard for training.robustness")
     parser.add_argument("--unknown-ratio", type=positive_float, default=1.0,
                         help="unknown-word clips per epoch, as a multiple of the mean command's clips")
+    parser.add_argument("--unknown-while-spoken", action="store_true",
+                        help="unknown words have `unknown` targets while they are spoken too (not only after): no "
+                        "command guesses in the middle of a non-command word")
     parser.add_argument("--channel", action="store_true",
                         help="rooms and microphones on the training audio (training/augment.py: reverberation, "
                         "narrow band, EQ, high-pass, wide gain)")
@@ -398,7 +401,8 @@ def prepare_data(args: argparse.Namespace) -> TrainingData:
     if not len(val_clips.labels):
         raise DataError(f"{args.data}: the validation split is empty (raise --val-percent)")
     mfcc = Mfcc(MfccConfig())
-    augment = AugmentConfig(seq_seconds=args.seq_seconds, single_clip_share=args.single_clip_share, speed=args.speed)
+    augment = AugmentConfig(seq_seconds=args.seq_seconds, single_clip_share=args.single_clip_share, speed=args.speed,
+                            unknown_while_spoken=args.unknown_while_spoken)
     channel = Channel(seed=args.seed) if args.channel else None
     maker = SequenceMaker(train_clips, load_noise(dataset.noise_files, "training"), dataset.labels, mfcc, augment,
                           channel=channel)
