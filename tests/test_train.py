@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -252,7 +254,12 @@ def test_recipe_commands_are_valid_and_skip_finished_steps(tmp_path, monkeypatch
     from training import recipe
     from training.train import parse_args
 
-    steps = recipe.commands("DATA", "lstm", 64, str(tmp_path / "out"), str(tmp_path / "work"), seed=3, speech="SPEECH")
+    shipped = recipe.commands("DATA", "gru", 8, "O", "W", speech="SPEECH")
+    assert [command[0] for _, command in shipped] == ["training.train", "training.train", "training.tune_detector"]
+    assert shipped[1][0] == Path("O")  # the stream stage writes the bundle, the tuning hears the speech folder
+    assert shipped[2][1][-4:] == ["--target-false-alarms-per-hour", "600", "--speech", "SPEECH"]
+    steps = recipe.commands("DATA", "lstm", 64, str(tmp_path / "out"), str(tmp_path / "work"), seed=3, speech="SPEECH",
+                            world=True, target=10)
     assert [command[0] for _, command in steps] == ["training.train", "training.train", "training.synth",
                                                      "training.train", "training.tune_detector"]
     clip_stage, stream_stage, world_stage = (parse_args(command[1:]) for i, (_, command) in enumerate(steps)
@@ -260,9 +267,9 @@ def test_recipe_commands_are_valid_and_skip_finished_steps(tmp_path, monkeypatch
     assert (clip_stage.arch, clip_stage.units, clip_stage.seed) == ("lstm", 64, 3)
     assert stream_stage.init == str(steps[0][0]) and stream_stage.monitor == "both" and stream_stage.warmup_epochs == 2
     assert world_stage.init == str(steps[1][0]) and world_stage.extra_data == [str(steps[2][0])]
-    assert world_stage.speech == "SPEECH" and world_stage.channel and world_stage.unknown_ratio == 3 and world_stage.unknown_while_spoken
-    assert "--speech" not in steps[4][1]  # its tuning half was trained on; the tuning uses unheard speakers only
-    assert "--speech" not in recipe.commands("DATA", "gru", 8, "O", "W")[3][1]
+    assert world_stage.speech == "SPEECH" and world_stage.channel and world_stage.unknown_ratio == 3
+    assert world_stage.unknown_while_spoken
+    assert steps[4][1][-2:] == ["--target-false-alarms-per-hour", "10"]  # its tuning half was trained on: not heard
     out = tmp_path / "out"
     assert not any(recipe.is_done(output, command[0]) for output, command in steps)
     out.mkdir()
