@@ -91,8 +91,8 @@ def test_verdicts_compare_models_of_one_recipe_only():
     rows = [full_row("gru", 0.90, "world"), full_row("lstm", 0.80, "world"), full_row("gru", 0.50, "two-stage", 1),
             full_row("lstm", 0.85, "two-stage", 1)]
     text = "\n".join(verdicts(rows))
-    newer, older = text.split("128 units, the older two-stage recipe")
-    assert "128 units, the recipe with the world stage" in newer
+    newer, older = text.split("128 units, training/recipe.py without --world")
+    assert "128 units, training/recipe.py with --world" in newer
     assert "GRU 0.900 vs LSTM 0.800" in newer and "not supported: the GRU is more accurate" in newer
     assert "GRU 0.500 vs LSTM 0.850" in older and "not supported: the LSTM is more accurate" in older
     assert "mean" not in text  # one seed per recipe: nothing averaged across recipes

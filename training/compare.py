@@ -28,8 +28,8 @@ from kws.errors import non_negative_int, positive_float, positive_int
 from training.options import add_split_arguments, given_split, make_parser, run_main, validation_set
 
 SPEED_SECONDS = 20.0
-RECIPES = {"world": "the recipe with the world stage (training/recipe.py now)",
-           "two-stage": "the older two-stage recipe (clips, streams; before the world stage)"}
+RECIPES = {"world": "training/recipe.py with --world (clips, streams, the world stage)",
+           "two-stage": "training/recipe.py without --world (clips, streams: the shipped models)"}
 STREAM_SEED = 100  # the validation stream every bundle is scored on
 
 
