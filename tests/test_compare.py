@@ -81,12 +81,13 @@ def full_row(arch, accuracy, recipe_name, seed=0):
 
 def test_verdicts_compare_models_of_one_recipe_only():
     """A world-stage GRU is compared with the world-stage LSTM, never averaged with older rows."""
-    from training.compare import recipe_name, stages_of, verdicts
+    from training.compare import recipe_name, verdicts
+    from training.options import training_stages
 
     clip = {"command": "clip", "sources": {"data": {}}}
     stream = {"command": "stream", "sources": {"data": {}}, "init_from": clip}
     world = {"command": "world", "sources": {"data": {}, "/synth": {}}, "init_from": stream}
-    assert [m["command"] for m in stages_of(world)] == ["clip", "stream", "world"]
+    assert [m["command"] for m in training_stages(world)] == ["clip", "stream", "world"]
     assert recipe_name(world) == "world" and recipe_name(stream) == "two-stage" and recipe_name({}) == "two-stage"
     rows = [full_row("gru", 0.90, "world"), full_row("lstm", 0.80, "world"), full_row("gru", 0.50, "two-stage", 1),
             full_row("lstm", 0.85, "two-stage", 1)]

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from kws.errors import non_negative_int, positive_float, positive_int
-from training.options import add_split_arguments, given_split, make_parser, run_main, validation_set
+from training.options import add_split_arguments, given_split, make_parser, run_main, training_stages, validation_set
 
 SPEED_SECONDS = 20.0
 RECIPES = {"world": "training/recipe.py with --world (clips, streams, the world stage)",
@@ -37,25 +37,16 @@ def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def stages_of(meta: dict) -> list[dict]:
-    """A bundle's training stages, first to last (each stage's `init_from` is the one before)."""
-    stages = []
-    while meta:
-        stages.insert(0, meta)
-        meta = meta.get("init_from")
-    return stages
-
-
 def recipe_name(meta: dict) -> str:
     """Which recipe made a bundle: with the world stage (training on more than the data
     set) or the earlier two stages only."""
-    world = any(len(m.get("sources") or {}) > 1 for m in stages_of(meta))
+    world = any(len(m.get("sources") or {}) > 1 for m in training_stages(meta))
     return "world" if world else "two-stage"
 
 
 def training_record(meta: dict) -> dict:
     """Every stage's training figures: the clip stage, the stream stage and (newer recipe) the world stage."""
-    stages = stages_of(meta)
+    stages = training_stages(meta)
     fit = sum(m.get("fit_seconds") or 0 for m in stages)
     epochs = sum(m.get("epochs_run") or 0 for m in stages)
     first = stages[0]

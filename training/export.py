@@ -355,7 +355,7 @@ def describe(bundle: Bundle, model: bytes, model_path: Path, quantize: str, sour
                   "n_features": network.n_features, "n_params": network.n_params, "source": source,
                   "source_sha256": sha256_file(keras_file) if keras_file and keras_file.is_file() else None},
         "quantization": {"mode": quantize, **({"representative": representative} if representative else {}),
-                         **({"cell_clip": cell_clip(network, quantize)} if cell_clip(network, quantize) else {})},
+                         **({"cell_clip": clip} if (clip := cell_clip(network, quantize)) else {})},
         "signature": SIGNATURE,
         "inputs": [_tensor(INPUT, inputs[INPUT])] + [_tensor(name, inputs[name]) for name in names],
         "outputs": [_tensor(OUTPUT, outputs[OUTPUT])] + [_tensor(next_name(name), outputs[next_name(name)]) for name in names],

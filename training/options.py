@@ -115,3 +115,12 @@ def validation_set(data: str, bundle, given: dict) -> tuple[DataSet, LoadedClips
     dataset = scan_split(data, command_words(bundle.labels), split)
     clips = load_clips(dataset.clips("validation"), dataset.labels)
     return dataset, clips, load_noise(dataset.noise_files, "validation"), split
+
+
+def training_stages(meta: dict | None) -> list[dict]:
+    """A bundle's training records, first stage to last (each stage's `init_from` is the one before)."""
+    stages = []
+    while meta:
+        stages.insert(0, meta)
+        meta = meta.get("init_from")
+    return stages

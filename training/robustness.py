@@ -47,7 +47,7 @@ from kws.scoring import score_stream
 from training.data import DataError, load_noise, speech_files, speech_speaker
 from training.make_stream import build_stream
 from training.sequences import noise_cut
-from training.options import add_split_arguments, given_split, make_parser, run_main, validation_set
+from training.options import add_split_arguments, given_split, make_parser, run_main, training_stages, validation_set
 
 # The simulated room: Sabine's critical distance of a 60 m^3 room with RT60 0.4 s is
 # 0.057 * sqrt(60 / 0.4) = 0.70 m, so a talker 1 m from the microphone is heard with a
@@ -193,10 +193,8 @@ def heard_speakers(bundle) -> list[str]:
     """The non-command speakers the bundle has heard: in training (kws-train --speech, at
     any stage) or in tuning its detector (training.tune_detector --speech)."""
     tuned = (((bundle.detector or {}).get("tuned") or {}).get("speech") or {}).get("speakers") or []
-    trained, stage = [], bundle.metadata
-    while stage:
-        trained += [s for source in (stage.get("sources") or {}).values() for s in source.get("speakers", [])]
-        stage = stage.get("init_from")
+    trained = [s for stage in training_stages(bundle.metadata) for source in (stage.get("sources") or {}).values()
+               for s in source.get("speakers", [])]
     return sorted(set(tuned) | set(trained))
 
 
