@@ -178,6 +178,24 @@ def test_data_stage_alone(tiny_dataset, tmp_path):
     assert audio_s == 480 and features.shape[1] == n_mfcc and len(truth) > 10 and labels == data.labels
     again = prepare_data(args)  # deterministic for a seed
     assert np.array_equal(again.mean, data.mean) and np.array_equal(again.val_stream[0], features)
+    assert data.val_heard == {}
+
+
+def test_the_world_monitor_hears_the_validation_clips_through_a_room_and_a_narrow_band(tiny_dataset, tmp_path):
+    from training.robustness import narrow_band, reverberant
+    from training.train import HEARD_CONDITIONS, MONITOR_ROOM_SEED
+
+    args = parse_args(["--data", str(tiny_dataset), "--out", str(tmp_path / "o"), *SMALL, "--monitor", "world"])
+    data = prepare_data(args)
+    assert tuple(data.val_heard) == HEARD_CONDITIONS == ("reverberant", "narrow-band") and data.val_stream is not None
+    audio = data.val_clips.audio
+    for name, heard in (("reverberant", reverberant(audio, MONITOR_ROOM_SEED)), ("narrow-band", narrow_band(audio))):
+        features = data.val_heard[name]
+        assert len(features) == len(data.val_features)
+        np.testing.assert_allclose(features[0], data.mfcc(heard[0]), atol=1e-5)
+        assert not np.allclose(features[0], data.val_features[0], atol=1e-2)  # not the clean clip
+    other_rooms = reverberant(audio, 0)  # the robustness table's default rooms are not the monitor's
+    assert not np.allclose(data.mfcc(other_rooms[0]), data.val_heard["reverberant"][0], atol=1e-2)
 
 
 def test_data_stage_adds_extra_folders_and_non_command_speech_to_training_only(tiny_dataset, speech, tmp_path):
@@ -205,6 +223,10 @@ def test_data_stage_adds_extra_folders_and_non_command_speech_to_training_only(t
     np.testing.assert_allclose(data.train_clips.clip(at_8k)[: len(expected)], expected, atol=1 / 32768)
     assert data.sources[str(speech.resolve())]["speakers"] == speakers
     assert data.sources[str(extra.resolve())] == {"clips": 6, "labels": [UNKNOWN, "yes"]}
+    unknown_only = prepare_data(parse_args(["--data", str(tiny_dataset), "--out", str(tmp_path / "o"), *SMALL,
+                                            "--extra-data", str(extra), "--extra-unknown-only"]))
+    assert unknown_only.train_clips.paths[n:] == [p for p in added if p.parent.name in ("bird", "left")]
+    assert unknown_only.sources[str(extra.resolve())] == {"clips": 4, "labels": [UNKNOWN]}
     assert data.maker.channel is not None and plain.maker.channel is None
     x, y, w = data.maker.batch(data.maker.plan(np.arange(len(data.train_clips)), np.random.default_rng(0)), [0], 0)
     assert np.isfinite(x).all() and y.shape == w.shape == x.shape[:2]
@@ -232,18 +254,22 @@ def test_mistyped_flag_is_refused(tmp_path):
     assert result.returncode == 2 and "unrecognized arguments: --epoch 3" in result.stderr
 
 
-def test_fine_tuning_with_warmup_keeps_the_best_sum_of_clip_and_stream_scores(trained, tiny_dataset, tmp_path):
+def test_fine_tuning_with_warmup_keeps_the_best_world_score(trained, tiny_dataset, tmp_path):
+    """--monitor world: the mean of clean, reverberant and narrow-band clip accuracy plus the
+    stream score (the sum of clip accuracy and stream score, --monitor both, is logged too)."""
     start, _ = trained
     out = tmp_path / "tuned"
     result = run_cli("training.train", "--data", str(tiny_dataset), "--out", str(out), "--init", str(start),
-                     "--epochs", "3", "--warmup-epochs", "1", "--monitor", "both", "--lr", "1e-3", *SMALL)
+                     "--epochs", "3", "--warmup-epochs", "1", "--monitor", "world", "--lr", "1e-3", *SMALL)
     assert result.returncode == 0, result.stderr[-2000:]
     meta = load_bundle(out).metadata
     history = meta["history"]
     for h in history:
         assert abs(h["val_clip_plus_stream"] - (h["val_clip_accuracy"] + h["val_stream_score"])) < 1e-9
-    best = max(history, key=lambda h: h["val_clip_plus_stream"])
-    assert meta["best_epoch"] == best["epoch"] and meta["monitor"] == "val_clip_plus_stream"
+        clips = (h["val_clip_accuracy"], h["val_clip_accuracy_reverberant"], h["val_clip_accuracy_narrow-band"])
+        assert abs(h["val_world_score"] - (np.mean(clips) + h["val_stream_score"])) < 1e-9
+    best = max(history, key=lambda h: h["val_world_score"])
+    assert meta["best_epoch"] == best["epoch"] and meta["monitor"] == "val_world_score"
     assert meta["hyperparameters"]["warmup_epochs"] == 1.0
     assert meta["init_from"]["path"] == str(start)
     assert meta["init_from"]["sources"] == load_bundle(start).metadata["sources"]  # robustness reads every stage's
@@ -267,6 +293,7 @@ def test_recipe_commands_are_valid_and_skip_finished_steps(tmp_path, monkeypatch
     assert (clip_stage.arch, clip_stage.units, clip_stage.seed) == ("lstm", 64, 3)
     assert stream_stage.init == str(steps[0][0]) and stream_stage.monitor == "both" and stream_stage.warmup_epochs == 2
     assert world_stage.init == str(steps[1][0]) and world_stage.extra_data == [str(steps[2][0])]
+    assert world_stage.extra_unknown_only and world_stage.monitor == "world"
     assert world_stage.speech == "SPEECH" and world_stage.channel and world_stage.unknown_ratio == 3
     assert world_stage.unknown_while_spoken
     assert steps[4][1][-2:] == ["--target-false-alarms-per-hour", "10"]  # its tuning half was trained on: not heard

@@ -82,17 +82,18 @@ def speech_halves(files: list[Path]) -> tuple[list[str], list[str]]:
     return speakers[::2], speakers[1::2]
 
 
-def extra_training_clips(root: str | Path, labels: list[str]) -> list[Clip]:
+def extra_training_clips(root: str | Path, labels: list[str], unknown_only: bool = False) -> list[Clip]:
     """Every clip of another folder in the Speech Commands layout (synthetic speech, your
     own recordings), all for training: a folder named after a class is that class, any
-    other word folder is `unknown`. Validation stays on the main data set's speakers."""
+    other word folder is `unknown`; with `unknown_only`, only the `unknown` ones. Validation
+    stays on the main data set's speakers."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: no such extra data folder")
     clips = []
     for directory in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
         label = directory.name if directory.name in labels else UNKNOWN
-        if label not in labels:
+        if label not in labels or (unknown_only and label != UNKNOWN):
             continue  # a task without an unknown class takes only its own words
         clips += [Clip(directory / wav, label, directory.name)
                   for wav in sorted(e.name for e in os.scandir(directory) if e.name.endswith(".wav"))]

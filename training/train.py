@@ -51,7 +51,10 @@ from training.sequences import AugmentConfig, SequenceMaker
 # TensorFlow and Keras are imported only once a run starts (`import_quietly`), so that
 # `kws-train --help` and the data checks work without them (they are the `kws[train]` extra).
 TENSORFLOW_MISSING = "training needs TensorFlow: pip install 'kws[train]'"
-MONITORS = {"clip": "val_clip_accuracy", "stream": "val_stream_score", "both": "val_clip_plus_stream"}
+MONITORS = {"clip": "val_clip_accuracy", "stream": "val_stream_score", "both": "val_clip_plus_stream",
+            "world": "val_world_score"}
+HEARD_CONDITIONS = ("reverberant", "narrow-band")  # training.robustness's conditions, heard by --monitor world
+MONITOR_ROOM_SEED = 1_000_003  # rooms other than the robustness table's (its --seed, 0 by default)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--monitor", choices=tuple(MONITORS), default="clip",
                         help="keep the epoch with the best validation clip accuracy ('clip'), the best score on a "
                         "validation stream, (hits - wrong - false alarms) / commands ('stream'), or the best sum "
-                        "of the two ('both'; for fine-tuning on streams)")
+                        "of the two ('both'; for fine-tuning on streams); 'world': the mean clip accuracy clean, "
+                        "reverberant and narrow-band (training.robustness's conditions, other rooms) plus the stream "
+                        "score (for training with --channel)")
     parser.add_argument("--patience", type=positive_int, default=15, help="epochs without improvement before stopping")
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="seed of the weights, the augmentation and --max-clips")
@@ -85,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--extra-data", action="append", default=[], metavar="DIR",
                         help="another folder in the Speech Commands layout (e.g. training.synth's synthetic speech) "
                         "whose clips all join training; repeatable")
+    parser.add_argument("--extra-unknown-only", action="store_true",
+                        help="take only the non-command words of the --extra-data folders (measured on real speakers: "
+                        "synthetic commands cost accuracy; README, 'Outside the data set')")
     parser.add_argument("--speech", metavar="DIR",
                         help="a folder of non-command speech (WORD_SPEAKER_INDEX.wav, e.g. "
                         "../shared/data/spoken_digits/recordings): its detector-tuning half of speakers joins training "
@@ -241,16 +249,17 @@ class Progress:
 
 
 def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val_labels, patience: int,
-                    display: TrainingDisplay, val_stream=None):
+                    display: TrainingDisplay, val_stream=None, val_heard: dict | None = None):
     """`evaluator`: the same network built outside any distribution strategy; the trained
     weights are copied into it each epoch, so validation never depends on the strategy.
     `display`: told of each epoch's start, each batch and each epoch's figures.
-    `val_stream`: (features, truth, audio_s, labels) of a validation stream, scored each epoch."""
+    `val_stream`: (features, truth, audio_s, labels) of a validation stream, scored each epoch.
+    `val_heard`: {condition: features} of the validation clips under other listening
+    conditions, scored each epoch (--monitor world)."""
     import keras
 
     from kws.engine import RecurrentNet
     from kws.models import network_of
-    from kws.recognizer import clip_posteriors
 
     class Validation(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -267,11 +276,14 @@ def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val
                 return  # a partial epoch: not recorded; a resumed run repeats it
             evaluator.set_weights(self.model.get_weights())
             net = RecurrentNet(network_of(evaluator))  # validated on the runtime's own engine
-            posteriors = clip_posteriors(net, val_features)
-            logs["val_clip_accuracy"] = float(np.mean(posteriors.argmax(axis=1) == val_labels))
+            logs["val_clip_accuracy"] = clip_accuracy(net, val_features, val_labels)
             if val_stream is not None:
                 logs["val_stream_score"] = stream_score(net, *val_stream)
                 logs["val_clip_plus_stream"] = logs["val_clip_accuracy"] + logs["val_stream_score"]
+            if val_heard:
+                heard = [clip_accuracy(net, features, val_labels) for features in val_heard.values()]
+                logs.update({f"val_clip_accuracy_{name}": a for name, a in zip(val_heard, heard)})
+                logs["val_world_score"] = float(np.mean([logs["val_clip_accuracy"], *heard])) + logs["val_stream_score"]
             checkpoint = f"resume-{epoch + 1:04d}.keras"
             self.model.save(work / checkpoint)  # weights and optimizer state
             best_weights = None
@@ -286,6 +298,12 @@ def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val
                 self.model.stop_training = True
 
     return [Validation()]
+
+
+def clip_accuracy(net, features: list[np.ndarray], labels: np.ndarray) -> float:
+    from kws.recognizer import clip_posteriors
+
+    return float(np.mean(clip_posteriors(net, features).argmax(axis=1) == labels))
 
 
 def stream_score(net, features, truth, audio_s, labels) -> float:
@@ -372,12 +390,13 @@ class TrainingData:
     variance: np.ndarray
     val_features: list[np.ndarray]
     val_noise: list[np.ndarray]
-    val_stream: tuple | None  # (features, truth, audio_s, labels) with --monitor stream or both
+    val_stream: tuple | None  # (features, truth, audio_s, labels) with --monitor stream, both or world
     initial: Bundle | None  # the --init bundle
     store: object | None = None  # the clip cache (training.cache.ClipStore), None with --cache off
     loading: dict = field(default_factory=dict)  # how the clips were loaded: seconds, cache path, built or reused
     sources: dict = field(default_factory=dict)  # the training clips each folder gave
     channel: Channel | None = None  # rooms and microphones (--channel)
+    val_heard: dict = field(default_factory=dict)  # HEARD_CONDITIONS' validation features, with --monitor world
 
     @property
     def labels(self) -> list[str]:
@@ -416,12 +435,22 @@ def prepare_data(args: argparse.Namespace) -> TrainingData:
     maker.feature_fill = mean.astype(np.float32)
     val_noise = load_noise(dataset.noise_files, "validation")
     val_stream = None
-    if args.monitor in ("stream", "both"):
+    if args.monitor in ("stream", "both", "world"):
         audio, truth = build_stream(val_clips, dataset.labels, val_noise, 480, np.random.default_rng([args.seed, 7]))
         val_stream = (mfcc(audio), truth, len(audio) / mfcc.config.sample_rate, dataset.labels)
     val_features = [mfcc(val_clips.clip(i)) for i in range(len(val_clips))]
+    val_heard = heard_features(val_clips, mfcc, MONITOR_ROOM_SEED + args.seed) if args.monitor == "world" else {}
     return TrainingData(dataset, train_clips, val_clips, mfcc, augment, maker, mean, variance,
-                        val_features, val_noise, val_stream, initial, store, loading, sources, channel)
+                        val_features, val_noise, val_stream, initial, store, loading, sources, channel, val_heard)
+
+
+def heard_features(clips: LoadedClips, mfcc: Mfcc, seed: int) -> dict[str, list[np.ndarray]]:
+    """The clips' features under each of HEARD_CONDITIONS, as training.robustness makes them
+    (its rooms drawn with `seed`)."""
+    from training.robustness import conditions
+
+    return {name: [mfcc(a) for a in condition(clips.audio)]
+            for name, _, condition in conditions(seed) if name in HEARD_CONDITIONS}
 
 
 def all_clips(dataset: DataSet) -> list:
@@ -439,7 +468,7 @@ def load_training_clips(args: argparse.Namespace, dataset: DataSet, train_list: 
             raise DataError(f"--extra-data {folder}: this is the --data folder itself; its validation speakers "
                             "would be trained on")
     validation_speakers = {speaker_of(c.path) for c in dataset.clips("validation")}
-    extra = [(folder, [c for c in extra_training_clips(folder, dataset.labels)
+    extra = [(folder, [c for c in extra_training_clips(folder, dataset.labels, args.extra_unknown_only)
                        if speaker_of(c.path) not in validation_speakers], None) for folder in args.extra_data]
     if args.speech:
         clips, speakers = speech_training_clips(args.speech, dataset.labels)
@@ -507,7 +536,7 @@ def fit(args: argparse.Namespace, data: TrainingData, batches, model, inference,
     display = display or TrainingDisplay(args.epochs, first_epoch, len(batches), progress.monitor,
                                          mode="off" if args.quiet else None)
     callbacks = build_callbacks(progress.work, progress, inference, data.val_features, data.val_clips.labels,
-                                args.patience, display, data.val_stream)
+                                args.patience, display, data.val_stream, data.val_heard)
     fit_started = time.time()
     with display:
         model.fit(batches, epochs=args.epochs, initial_epoch=first_epoch, callbacks=callbacks, verbose=0)
@@ -526,11 +555,10 @@ def record(args: argparse.Namespace, data: TrainingData, inference, progress: Pr
     from kws.bundle import save_bundle
     from kws.engine import RecurrentNet
     from kws.models import network_of
-    from kws.recognizer import clip_posteriors
 
     inference.load_weights(progress.work / progress.state["best"]["weights"])
     net = RecurrentNet(network_of(inference))
-    accuracy = float(np.mean(clip_posteriors(net, data.val_features).argmax(axis=1) == data.val_clips.labels))
+    accuracy = clip_accuracy(net, data.val_features, data.val_clips.labels)
     stream = stream_figures(net, data.labels, data.val_clips, data.val_noise, args.stream_minutes, args.seed, data.mfcc)
     test = test_figures(net, data) if has_test_list(data.dataset) else None
     best = progress.state["best"]
