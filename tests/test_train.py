@@ -287,16 +287,19 @@ def test_recipe_commands_are_valid_and_skip_finished_steps(tmp_path, monkeypatch
     steps = recipe.commands("DATA", "lstm", 64, str(tmp_path / "out"), str(tmp_path / "work"), seed=3, speech="SPEECH",
                             world=True, target=10)
     assert [command[0] for _, command in steps] == ["training.train", "training.train", "training.synth",
-                                                     "training.train", "training.tune_detector"]
+                                                     "training.train", "training.interpolate", "training.tune_detector"]
     clip_stage, stream_stage, world_stage = (parse_args(command[1:]) for i, (_, command) in enumerate(steps)
                                              if i in (0, 1, 3))
     assert (clip_stage.arch, clip_stage.units, clip_stage.seed) == ("lstm", 64, 3)
     assert stream_stage.init == str(steps[0][0]) and stream_stage.monitor == "both" and stream_stage.warmup_epochs == 2
     assert world_stage.init == str(steps[1][0]) and world_stage.extra_data == [str(steps[2][0])]
     assert world_stage.extra_unknown_only and world_stage.monitor == "world"
+    assert world_stage.out != str(tmp_path / "out") and steps[4][0] == tmp_path / "out"  # the mix writes --out
+    assert steps[4][1][1:] == ["--start", stream_stage.out, "--tuned", world_stage.out, "--data", "DATA",
+                               "--out", str(tmp_path / "out")]
     assert world_stage.speech == "SPEECH" and world_stage.channel and world_stage.unknown_ratio == 3
     assert world_stage.unknown_while_spoken
-    assert steps[4][1][-2:] == ["--target-false-alarms-per-hour", "10"]  # its tuning half was trained on: not heard
+    assert steps[5][1][-2:] == ["--target-false-alarms-per-hour", "10"]  # its tuning half was trained on: not heard
     out = tmp_path / "out"
     assert not any(recipe.is_done(output, command[0]) for output, command in steps)
     out.mkdir()
@@ -312,12 +315,16 @@ def test_recipe_commands_are_valid_and_skip_finished_steps(tmp_path, monkeypatch
     (streams / "bundle.json").write_text("{}")
     (out / "bundle.json").unlink()
     recipe.run(steps)  # the stream stage is there: the clip stage is not needed, the synthesis still is
-    assert [c[0] for c in ran] == ["training.synth", "training.train", "training.tune_detector"]
+    assert [c[0] for c in ran] == ["training.synth", "training.train", "training.interpolate", "training.tune_detector"]
     (steps[2][0] / "manifest.json").parent.mkdir(parents=True)
     (steps[2][0] / "manifest.json").write_text("{}")
     ran.clear()
     recipe.run(steps)
-    assert [c[0] for c in ran] == ["training.train", "training.tune_detector"]
+    assert [c[0] for c in ran] == ["training.train", "training.interpolate", "training.tune_detector"]
+    (out / "bundle.json").write_text(json.dumps({"detector": None}))  # the mix is there: no world stage needed
+    ran.clear()
+    recipe.run(steps)
+    assert [c[0] for c in ran] == ["training.tune_detector"]
 
 
 def test_the_recurrent_layers_can_run_on_cudnn():

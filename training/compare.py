@@ -28,7 +28,8 @@ from kws.errors import non_negative_int, positive_float, positive_int
 from training.options import add_split_arguments, given_split, make_parser, run_main, training_stages, validation_set
 
 SPEED_SECONDS = 20.0
-RECIPES = {"world": "training/recipe.py with --world (clips, streams, the world stage)",
+RECIPES = {"world": "training/recipe.py with --world (clips, streams, the world stage and, in newer bundles, its mix "
+                    "with the stream stage)",
            "two-stage": "training/recipe.py without --world (clips, streams: the shipped models)"}
 STREAM_SEED = 100  # the validation stream every bundle is scored on
 
@@ -58,7 +59,8 @@ def training_record(meta: dict) -> dict:
         "peak_train_rss_mb": meta.get("peak_rss_mb"),
         "history": [h for m in stages for h in m.get("history", [])],
         "first_stage_history": first.get("history", []),
-        "commands": [m.get("command") for m in stages],
+        "commands": [m.get("command") for m in stages] + [m["interpolation"]["command"] for m in stages[-1:]
+                                                          if m.get("interpolation")],
         "recipe_name": recipe_name(meta),
     }
 

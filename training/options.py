@@ -73,6 +73,11 @@ def share(text: str) -> float:
     return _unit_interval(text, top_included=True)
 
 
+def share_list(text: str) -> list[float]:
+    """An argparse type: comma-separated numbers in [0, 1]."""
+    return [share(part) for part in text.split(",") if part.strip()] or share(text)
+
+
 def add_split_arguments(parser: argparse.ArgumentParser, defaults: dict | None = None, fallback: dict | None = None,
                         source: str = "the bundle") -> None:
     """`--val-percent`, `--test-percent`, `--split-salt`, with `defaults`; or, with `defaults=None`,

@@ -276,14 +276,7 @@ def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val
                 return  # a partial epoch: not recorded; a resumed run repeats it
             evaluator.set_weights(self.model.get_weights())
             net = RecurrentNet(network_of(evaluator))  # validated on the runtime's own engine
-            logs["val_clip_accuracy"] = clip_accuracy(net, val_features, val_labels)
-            if val_stream is not None:
-                logs["val_stream_score"] = stream_score(net, *val_stream)
-                logs["val_clip_plus_stream"] = logs["val_clip_accuracy"] + logs["val_stream_score"]
-            if val_heard:
-                heard = [clip_accuracy(net, features, val_labels) for features in val_heard.values()]
-                logs.update({f"val_clip_accuracy_{name}": a for name, a in zip(val_heard, heard)})
-                logs["val_world_score"] = float(np.mean([logs["val_clip_accuracy"], *heard])) + logs["val_stream_score"]
+            logs.update(validation_scores(net, val_features, val_labels, val_stream, val_heard))
             checkpoint = f"resume-{epoch + 1:04d}.keras"
             self.model.save(work / checkpoint)  # weights and optimizer state
             best_weights = None
@@ -298,6 +291,21 @@ def build_callbacks(work: Path, progress: Progress, evaluator, val_features, val
                 self.model.stop_training = True
 
     return [Validation()]
+
+
+def validation_scores(net, val_features, val_labels, val_stream=None, val_heard: dict | None = None) -> dict:
+    """What every --monitor chooses from (MONITORS): clip accuracy; with a validation stream,
+    its score and their sum; with `val_heard`, each condition's clip accuracy and the world
+    score (the mean clip accuracy over clean and those conditions, plus the stream score)."""
+    scores = {"val_clip_accuracy": clip_accuracy(net, val_features, val_labels)}
+    if val_stream is not None:
+        scores["val_stream_score"] = stream_score(net, *val_stream)
+        scores["val_clip_plus_stream"] = scores["val_clip_accuracy"] + scores["val_stream_score"]
+    if val_heard:
+        heard = [clip_accuracy(net, features, val_labels) for features in val_heard.values()]
+        scores.update({f"val_clip_accuracy_{name}": a for name, a in zip(val_heard, heard)})
+        scores["val_world_score"] = float(np.mean([scores["val_clip_accuracy"], *heard])) + scores["val_stream_score"]
+    return scores
 
 
 def clip_accuracy(net, features: list[np.ndarray], labels: np.ndarray) -> float:
@@ -436,12 +444,17 @@ def prepare_data(args: argparse.Namespace) -> TrainingData:
     val_noise = load_noise(dataset.noise_files, "validation")
     val_stream = None
     if args.monitor in ("stream", "both", "world"):
-        audio, truth = build_stream(val_clips, dataset.labels, val_noise, 480, np.random.default_rng([args.seed, 7]))
-        val_stream = (mfcc(audio), truth, len(audio) / mfcc.config.sample_rate, dataset.labels)
+        val_stream = validation_stream(val_clips, dataset.labels, val_noise, mfcc, args.seed)
     val_features = [mfcc(val_clips.clip(i)) for i in range(len(val_clips))]
     val_heard = heard_features(val_clips, mfcc, MONITOR_ROOM_SEED + args.seed) if args.monitor == "world" else {}
     return TrainingData(dataset, train_clips, val_clips, mfcc, augment, maker, mean, variance,
                         val_features, val_noise, val_stream, initial, store, loading, sources, channel, val_heard)
+
+
+def validation_stream(clips: LoadedClips, labels: list[str], noise: list[np.ndarray], mfcc: Mfcc, seed: int) -> tuple:
+    """The 8-min stream of the validation clips that --monitor scores: (features, truth, seconds, labels)."""
+    audio, truth = build_stream(clips, labels, noise, 480, np.random.default_rng([seed, 7]))
+    return mfcc(audio), truth, len(audio) / mfcc.config.sample_rate, labels
 
 
 def heard_features(clips: LoadedClips, mfcc: Mfcc, seed: int) -> dict[str, list[np.ndarray]]:
