@@ -86,8 +86,8 @@ class StreamScore:
             "commands": self.commands,
             "hit_rate": round(self.hit_rate, 4),
             "latency_ms": {
-                "median": float(np.median(latencies)) if len(latencies) else None,
-                "p90": float(np.percentile(latencies, 90)) if len(latencies) else None,
+                "median": round(float(np.median(latencies)), 1) if len(latencies) else None,
+                "p90": round(float(np.percentile(latencies, 90)), 1) if len(latencies) else None,
             },
             "audio_s": round(self.audio_s, 2),
         }

@@ -25,12 +25,11 @@ def fine_tuned(trained, tmp_path_factory):
     start = load_bundle(trained[0])
     model = load_keras_model(start.path)
     rng = np.random.default_rng(5)
-    moved = [w if i < 3 else w + rng.normal(0, 0.6, w.shape).astype(w.dtype)  # the normalisation layer stays
-             for i, w in enumerate(model.get_weights())]
-    model.set_weights(moved)
+    model.set_weights([w + rng.normal(0, 0.6, w.shape).astype(w.dtype) for w in model.get_weights()])
     out = tmp_path_factory.mktemp("fine_tuned") / "bundle"
+    parent = {"path": str(start.path), **{k: start.metadata[k] for k in ("command", "history")}}
     save_bundle(Bundle(start.labels, start.frontend, start.arch, start.units, start.layers,
-                       metadata={**start.metadata, "seed": 0}), model, out)
+                       metadata={**start.metadata, "seed": 0, "init_from": parent}), model, out)
     return out
 
 
@@ -57,6 +56,8 @@ def test_the_mix_keeps_clean_accuracy_and_is_the_best_world_score(trained, fine_
         expected = validation_scores(RecurrentNet(bundle.network), *material)
         assert {k: v for k, v in row.items() if k != "t"} == pytest.approx(expected, abs=1e-9)
     assert rows[0]["val_world_score"] != rows[-1]["val_world_score"]  # the noise changed the model
+    for a, b in zip(start.network.layers, tuned.network.layers):  # every weight moved, not only the head
+        assert not np.allclose(a.kernel, b.kernel) and not np.allclose(a.recurrent, b.recurrent)
 
     allowed = [r for r in rows if r["val_clip_accuracy"] >= rows[0]["val_clip_accuracy"]]
     chosen = next(r for r in rows if r["t"] == record["t"])
@@ -71,6 +72,17 @@ def test_the_mix_keeps_clean_accuracy_and_is_the_best_world_score(trained, fine_
             np.testing.assert_allclose(a, b, atol=1e-6)
     assert record["command"].startswith("python -m training.interpolate --start ")
     assert mixed.metadata["history"] == tuned.metadata["history"]  # the tuned model's training record is kept
+
+
+def test_the_chosen_mix_has_the_best_world_score_that_keeps_clean_accuracy():
+    from training.interpolate import choose
+
+    def row(t, clean, world):
+        return {"t": t, "val_clip_accuracy": clean, "val_world_score": world}
+
+    rows = [row(0, 0.85, 1.2), row(0.5, 0.86, 1.4), row(0.7, 0.85, 1.4), row(0.9, 0.84, 1.6), row(1, 0.83, 1.7)]
+    assert choose(rows)["t"] == 0.5  # 0.9 and 1 score best but lose clean accuracy; a tie goes to the lower t
+    assert choose([row(0, 0.85, 1.2), row(1, 0.80, 1.9)])["t"] == 0  # the start itself when no mix keeps it
 
 
 def test_mixing_is_linear_in_every_weight(trained):
@@ -95,6 +107,9 @@ def test_only_a_model_fine_tuned_from_the_other_mixes_with_it(trained, tiny_data
     other_stats = dataclasses.replace(start, network=dataclasses.replace(start.network, mean=start.network.mean + 1))
     with pytest.raises(KwsError, match="its feature statistics differ"):
         check_mixable(start, other_stats)
+    sibling = dataclasses.replace(start, metadata={**start.metadata, "init_from": {"command": "kws-train --other"}})
+    with pytest.raises(KwsError, match="it was not fine-tuned from"):
+        check_mixable(start, sibling)
     missing = run_cli("training.interpolate", "--start", str(trained[0]), "--tuned", str(tmp_path / "none"),
                       "--data", str(tiny_dataset), "--out", str(tmp_path / "o"))
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and str(tmp_path / "none") in missing.stderr

@@ -183,7 +183,7 @@ def test_data_stage_alone(tiny_dataset, tmp_path):
 
 def test_the_world_monitor_hears_the_validation_clips_through_a_room_and_a_narrow_band(tiny_dataset, tmp_path):
     from training.robustness import narrow_band, reverberant
-    from training.train import HEARD_CONDITIONS, MONITOR_ROOM_SEED
+    from training.train import HEARD_CONDITIONS, MONITOR_ROOM_SEED, heard_features
 
     args = parse_args(["--data", str(tiny_dataset), "--out", str(tmp_path / "o"), *SMALL, "--monitor", "world"])
     data = prepare_data(args)
@@ -196,6 +196,11 @@ def test_the_world_monitor_hears_the_validation_clips_through_a_room_and_a_narro
         assert not np.allclose(features[0], data.val_features[0], atol=1e-2)  # not the clean clip
     other_rooms = reverberant(audio, 0)  # the robustness table's default rooms are not the monitor's
     assert not np.allclose(data.mfcc(other_rooms[0]), data.val_heard["reverberant"][0], atol=1e-2)
+    in_chunks = heard_features(data.val_clips, data.mfcc, MONITOR_ROOM_SEED, chunk=3)  # the same rooms, in pieces
+    for name in HEARD_CONDITIONS:
+        assert all(np.array_equal(a, b) for a, b in zip(in_chunks[name], data.val_heard[name], strict=True))
+    with pytest.raises(SystemExit):
+        parse_args(["--data", str(tiny_dataset), "--out", str(tmp_path / "o"), "--extra-unknown-only"])
 
 
 def test_data_stage_adds_extra_folders_and_non_command_speech_to_training_only(tiny_dataset, speech, tmp_path):

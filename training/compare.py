@@ -28,9 +28,9 @@ from kws.errors import non_negative_int, positive_float, positive_int
 from training.options import add_split_arguments, given_split, make_parser, run_main, training_stages, validation_set
 
 SPEED_SECONDS = 20.0
-RECIPES = {"world": "training/recipe.py with --world (clips, streams, the world stage and, in newer bundles, its mix "
-                    "with the stream stage)",
-           "two-stage": "training/recipe.py without --world (clips, streams: the shipped models)"}
+RECIPES = {"world": "training/recipe.py with --world (clips, streams, the world stage and its mix with the stream "
+                    "stage: the shipped models)",
+           "two-stage": "training/recipe.py without --world (clips, streams: the models shipped before)"}
 STREAM_SEED = 100  # the validation stream every bundle is scored on
 
 

@@ -11,7 +11,8 @@ mix (1 - t) * start + t * tuned of --grid is scored on the validation speakers o
 bundles' split as `kws-train --monitor world` scores an epoch: clip accuracy clean,
 reverberant and narrow-band, and the validation-stream score. The mix kept has the best
 world score among those whose clean clip accuracy is at least the start's, so the clean
-figure does not fall (t = 0, the start itself, always qualifies). It is written as a
+figure does not fall (t = 0, the start itself, always qualifies; t = 0 and t = 1 are always
+scored). It is written as a
 bundle: the tuned bundle's training record with this mix's validation figures and an
 `interpolation` record (the command, t, every mix's scores). Its detector is left at the
 default settings: tune it next (training.tune_detector).
@@ -29,7 +30,6 @@ from kws.bundle import Bundle, load_bundle
 from kws.engine import RecurrentNet
 from kws.errors import KwsError, positive_float
 from kws.frontend import Mfcc
-from kws.network import Network
 from training.options import add_split_arguments, share_list, given_split, make_parser, run_main, validation_set
 
 DEFAULT_GRID = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
@@ -37,7 +37,8 @@ RULE = "the best val_world_score among the mixes whose clean clip accuracy is at
 
 
 def check_mixable(start: Bundle, tuned: Bundle) -> None:
-    """Only a model fine-tuned from the other (same network, same feature statistics) mixes with it."""
+    """Only a model fine-tuned from the other mixes with it: the same network and feature
+    statistics, and the start's training record is the one the tuned bundle started from."""
     for name in ("arch", "units", "layers", "labels", "frontend"):
         if getattr(start, name) != getattr(tuned, name):
             raise KwsError(f"{tuned.path}: its {name} ({getattr(tuned, name)}) differs from {start.path}'s "
@@ -46,6 +47,10 @@ def check_mixable(start: Bundle, tuned: Bundle) -> None:
             and np.array_equal(start.network.variance, tuned.network.variance)):
         raise KwsError(f"{tuned.path}: its feature statistics differ from {start.path}'s: only a model fine-tuned "
                        "from the other (kws-train --init) mixes with it")
+    parent = tuned.metadata.get("init_from") or {}
+    if any(parent.get(key) != start.metadata.get(key) for key in ("command", "history")):
+        raise KwsError(f"{tuned.path}: it was not fine-tuned from {start.path} (its init_from record is another "
+                       "model's): only a model fine-tuned from the other mixes with it")
 
 
 def mix(start, tuned, t: float):
@@ -61,14 +66,15 @@ def mix(start, tuned, t: float):
     return start
 
 
-def score_mixes(start: Bundle, tuned: Bundle, data: str, given: dict, grid: list[float]) -> tuple[list[dict], tuple]:
+def score_mixes(start: Bundle, tuned: Bundle, data: str, given: dict, grid: list[float],
+                seed: int) -> tuple[list[dict], tuple]:
     """Every mix's validation scores (training.train.validation_scores, with the world
     monitor's conditions and stream), and the validation material (clips, noise, mfcc, labels)."""
     from training.train import MONITOR_ROOM_SEED, heard_features, validation_scores, validation_stream
 
     dataset, clips, noise, _ = validation_set(data, tuned, given)
-    mfcc, seed = Mfcc(tuned.frontend), int(tuned.metadata.get("seed") or 0)
-    features = [mfcc(a) for a in clips.audio]
+    mfcc = Mfcc(tuned.frontend)
+    features = [mfcc(clips.clip(i)) for i in range(len(clips))]
     heard = heard_features(clips, mfcc, MONITOR_ROOM_SEED + seed)
     stream = validation_stream(clips, dataset.labels, noise, mfcc, seed)
     rows = []
@@ -98,20 +104,24 @@ def write_mix(start: Bundle, tuned: Bundle, t: float, metadata: dict, out: str) 
 
 
 def interpolate(args, argv: list[str]) -> dict:
+    from training.train import require_tensorflow, stream_figures
+
+    require_tensorflow()  # writing the bundle needs Keras: refused before the scoring, not after
     start, tuned = load_bundle(args.start), load_bundle(args.tuned)
     check_mixable(start, tuned)
-    grid = sorted({0.0, *args.grid})
-    rows, (clips, noise, mfcc, labels) = score_mixes(start, tuned, args.data, given_split(args), grid)
-    chosen = choose(rows)
-    from training.train import stream_figures
-
-    net = RecurrentNet(mix(start.network, tuned.network, chosen["t"]))
+    grid = sorted({0.0, 1.0, *args.grid})
     seed = int(tuned.metadata.get("seed") or 0)
+    rows, (clips, noise, mfcc, labels) = score_mixes(start, tuned, args.data, given_split(args), grid, seed)
+    chosen = choose(rows)
+    net = RecurrentNet(mix(start.network, tuned.network, chosen["t"]))
+    # The tuned model's training record stays (its history, best epoch); the figures of
+    # these weights are replaced, and its test score, not measured for the mix, moves aside.
     metadata = {**tuned.metadata, "val_clip_accuracy": chosen["val_clip_accuracy"],
-                "stream": stream_figures(net, labels, clips, noise, args.stream_minutes, seed, mfcc),
+                "stream": stream_figures(net, labels, clips, noise, args.stream_minutes, seed, mfcc), "test": None,
                 "interpolation": {"command": "python -m training.interpolate " + shlex.join(argv),
                                   "start": str(args.start), "tuned": str(args.tuned), "t": chosen["t"], "rule": RULE,
-                                  "tuned_val_clip_accuracy": tuned.metadata.get("val_clip_accuracy"), "mixes": rows}}
+                                  "tuned_val_clip_accuracy": tuned.metadata.get("val_clip_accuracy"),
+                                  "tuned_test": tuned.metadata.get("test"), "mixes": rows}}
     write_mix(start, tuned, chosen["t"], metadata, args.out)
     return metadata
 

@@ -74,8 +74,11 @@ def share(text: str) -> float:
 
 
 def share_list(text: str) -> list[float]:
-    """An argparse type: comma-separated numbers in [0, 1]."""
-    return [share(part) for part in text.split(",") if part.strip()] or share(text)
+    """An argparse type: comma-separated numbers in [0, 1], at least one."""
+    values = [share(part) for part in text.split(",") if part.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"no numbers in {text!r}")
+    return values
 
 
 def add_split_arguments(parser: argparse.ArgumentParser, defaults: dict | None = None, fallback: dict | None = None,

@@ -77,11 +77,12 @@ def room_response(rng: np.random.Generator, rt60_s: float, drr_db: float, rate: 
     return tail
 
 
-def reverberant(audio: np.ndarray, seed: int) -> np.ndarray:
-    """Each clip (a row) through its own room response, cut to its length, at its own RMS level."""
+def reverberant(audio: np.ndarray, seed) -> np.ndarray:
+    """Each clip (a row) through its own room response, cut to its length, at its own RMS
+    level; the rooms drawn from `seed` (a seed, or a generator to go on drawing from)."""
     from scipy.signal import fftconvolve
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # a generator is used as it is
     drr = direct_to_reverberant_db(**ROOM)
     out = np.empty_like(audio)
     for i, clip in enumerate(audio):

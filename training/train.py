@@ -123,7 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.extra_unknown_only and not args.extra_data:
+        parser.error("--extra-unknown-only takes words from --extra-data folders: give one")
+    return args
 
 
 def require_tensorflow() -> None:
@@ -301,7 +305,7 @@ def validation_scores(net, val_features, val_labels, val_stream=None, val_heard:
     if val_stream is not None:
         scores["val_stream_score"] = stream_score(net, *val_stream)
         scores["val_clip_plus_stream"] = scores["val_clip_accuracy"] + scores["val_stream_score"]
-    if val_heard:
+    if val_heard and val_stream is not None:
         heard = [clip_accuracy(net, features, val_labels) for features in val_heard.values()]
         scores.update({f"val_clip_accuracy_{name}": a for name, a in zip(val_heard, heard)})
         scores["val_world_score"] = float(np.mean([scores["val_clip_accuracy"], *heard])) + scores["val_stream_score"]
@@ -457,13 +461,19 @@ def validation_stream(clips: LoadedClips, labels: list[str], noise: list[np.ndar
     return mfcc(audio), truth, len(audio) / mfcc.config.sample_rate, labels
 
 
-def heard_features(clips: LoadedClips, mfcc: Mfcc, seed: int) -> dict[str, list[np.ndarray]]:
+def heard_features(clips: LoadedClips, mfcc: Mfcc, seed: int, chunk: int = 256) -> dict[str, list[np.ndarray]]:
     """The clips' features under each of HEARD_CONDITIONS, as training.robustness makes them
-    (its rooms drawn with `seed`)."""
+    (its rooms drawn with `seed`), `chunk` clips at a time: no float32 copy of the whole set,
+    and the same rooms as in one call."""
     from training.robustness import conditions
 
-    return {name: [mfcc(a) for a in condition(clips.audio)]
-            for name, _, condition in conditions(seed) if name in HEARD_CONDITIONS}
+    heard, rooms = {name: [] for name in HEARD_CONDITIONS}, np.random.default_rng(seed)
+    for first in range(0, len(clips), chunk):
+        audio = np.stack([clips.clip(i) for i in range(first, min(first + chunk, len(clips)))])
+        for name, _, condition in conditions(rooms):
+            if name in heard:
+                heard[name] += [mfcc(a) for a in condition(audio)]
+    return heard
 
 
 def all_clips(dataset: DataSet) -> list:
