@@ -36,7 +36,7 @@ def fine_tuned(trained, tmp_path_factory):
 def test_the_mix_keeps_clean_accuracy_and_is_the_best_world_score(trained, fine_tuned, tiny_dataset, tmp_path):
     from training.interpolate import mix
     from training.options import validation_set
-    from training.train import MONITOR_ROOM_SEED, heard_features, validation_scores, validation_stream
+    from training.train import monitor_material, validation_scores
 
     out = tmp_path / "mix"
     result = run_cli("training.interpolate", "--start", str(trained[0]), "--tuned", str(fine_tuned), "--data",
@@ -50,8 +50,8 @@ def test_the_mix_keeps_clean_accuracy_and_is_the_best_world_score(trained, fine_
 
     _, clips, noise, _ = validation_set(str(tiny_dataset), start, {})
     mfcc = Mfcc(start.frontend)
-    material = ([mfcc(a) for a in clips.audio], clips.labels, validation_stream(clips, start.labels, noise, mfcc, 0),
-                heard_features(clips, mfcc, MONITOR_ROOM_SEED))
+    features, stream, heard = monitor_material(clips, start.labels, noise, mfcc, 0, "world")
+    material = (features, clips.labels, stream, heard)
     for row, bundle in ((rows[0], start), (rows[-1], tuned)):  # the ends are the two models themselves
         expected = validation_scores(RecurrentNet(bundle.network), *material)
         assert {k: v for k, v in row.items() if k != "t"} == pytest.approx(expected, abs=1e-9)

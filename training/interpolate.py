@@ -70,13 +70,11 @@ def score_mixes(start: Bundle, tuned: Bundle, data: str, given: dict, grid: list
                 seed: int) -> tuple[list[dict], tuple]:
     """Every mix's validation scores (training.train.validation_scores, with the world
     monitor's conditions and stream), and the validation material (clips, noise, mfcc, labels)."""
-    from training.train import MONITOR_ROOM_SEED, heard_features, validation_scores, validation_stream
+    from training.train import monitor_material, validation_scores
 
     dataset, clips, noise, _ = validation_set(data, tuned, given)
     mfcc = Mfcc(tuned.frontend)
-    features = [mfcc(clips.clip(i)) for i in range(len(clips))]
-    heard = heard_features(clips, mfcc, MONITOR_ROOM_SEED + seed)
-    stream = validation_stream(clips, dataset.labels, noise, mfcc, seed)
+    features, stream, heard = monitor_material(clips, dataset.labels, noise, mfcc, seed, "world")
     rows = []
     for t in grid:
         net = RecurrentNet(mix(start.network, tuned.network, t))

@@ -446,19 +446,24 @@ def prepare_data(args: argparse.Namespace) -> TrainingData:
         mean, variance = feature_stats(maker, stats_slots, args.seed)
     maker.feature_fill = mean.astype(np.float32)
     val_noise = load_noise(dataset.noise_files, "validation")
-    val_stream = None
-    if args.monitor in ("stream", "both", "world"):
-        val_stream = validation_stream(val_clips, dataset.labels, val_noise, mfcc, args.seed)
-    val_features = [mfcc(val_clips.clip(i)) for i in range(len(val_clips))]
-    val_heard = heard_features(val_clips, mfcc, MONITOR_ROOM_SEED + args.seed) if args.monitor == "world" else {}
+    val_features, val_stream, val_heard = monitor_material(val_clips, dataset.labels, val_noise, mfcc, args.seed,
+                                                           args.monitor)
     return TrainingData(dataset, train_clips, val_clips, mfcc, augment, maker, mean, variance,
                         val_features, val_noise, val_stream, initial, store, loading, sources, channel, val_heard)
 
 
-def validation_stream(clips: LoadedClips, labels: list[str], noise: list[np.ndarray], mfcc: Mfcc, seed: int) -> tuple:
-    """The 8-min stream of the validation clips that --monitor scores: (features, truth, seconds, labels)."""
-    audio, truth = build_stream(clips, labels, noise, 480, np.random.default_rng([seed, 7]))
-    return mfcc(audio), truth, len(audio) / mfcc.config.sample_rate, labels
+def monitor_material(clips: LoadedClips, labels: list[str], noise: list[np.ndarray], mfcc: Mfcc, seed: int,
+                     monitor: str) -> tuple[list[np.ndarray], tuple | None, dict]:
+    """What `monitor` scores (validation_scores): the clips' features; with stream, both or
+    world, the 8-min validation stream (features, truth, seconds, labels); with world, the
+    clips' features under HEARD_CONDITIONS (rooms other than the robustness table's)."""
+    features = [mfcc(clips.clip(i)) for i in range(len(clips))]
+    stream = None
+    if monitor in ("stream", "both", "world"):
+        audio, truth = build_stream(clips, labels, noise, 480, np.random.default_rng([seed, 7]))
+        stream = mfcc(audio), truth, len(audio) / mfcc.config.sample_rate, labels
+    heard = heard_features(clips, mfcc, MONITOR_ROOM_SEED + seed) if monitor == "world" else {}
+    return features, stream, heard
 
 
 def heard_features(clips: LoadedClips, mfcc: Mfcc, seed: int, chunk: int = 256) -> dict[str, list[np.ndarray]]:
