@@ -97,6 +97,8 @@ def test_an_extra_folder_joins_training_with_its_words_mapped_to_the_task(tiny_d
     assert {c.word for c in without_unknown} == {"yes", "no"}
     unknown_only = extra_training_clips(tiny_dataset, labels, unknown_only=True)
     assert [c.path for c in unknown_only] == [c.path for c in clips if c.label == UNKNOWN]
+    with pytest.raises(DataError, match=r"no non-command word folders .* \(--extra-unknown-only takes only those\)"):
+        extra_training_clips(tiny_dataset, [SILENCE, UNKNOWN, "yes", "no", "up", "cat", "dog"], unknown_only=True)
     with pytest.raises(DataError, match="no such extra data folder"):
         extra_training_clips(tiny_dataset / "missing", labels)
     with pytest.raises(DataError, match="no word folders"):

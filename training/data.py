@@ -97,6 +97,9 @@ def extra_training_clips(root: str | Path, labels: list[str], unknown_only: bool
             continue  # a task without an unknown class takes only its own words
         clips += [Clip(directory / wav, label, directory.name)
                   for wav in sorted(e.name for e in os.scandir(directory) if e.name.endswith(".wav"))]
+    if not clips and unknown_only:
+        raise DataError(f"{root}: no non-command word folders with .wav clips in the extra data folder "
+                        "(--extra-unknown-only takes only those)")
     if not clips:
         raise DataError(f"{root}: no word folders with .wav clips in the extra data folder")
     return clips
