@@ -12,6 +12,7 @@ import soxr
 from kws.errors import InputFileError
 
 SAMPLE_RATE = 16000
+CLIP_SAMPLES = SAMPLE_RATE  # a clip is 1 s, as in Speech Commands
 
 
 class AudioError(InputFileError):
@@ -113,6 +114,13 @@ def load_audio(path: str | os.PathLike, min_samples: int = 480) -> np.ndarray:
             path, f"too short: {ms:.1f} ms of audio, need at least {1000 * min_samples / SAMPLE_RATE:.0f} ms (one frame)"
         )
     return audio
+
+
+def load_clip(path: str | os.PathLike) -> np.ndarray:
+    """A clip file as the models were trained on clips: `load_audio`, then silence after it
+    up to 1 s (a longer file keeps its length)."""
+    audio = load_audio(path)
+    return np.pad(audio, (0, max(0, CLIP_SAMPLES - len(audio))))
 
 
 def _info(path: Path):

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from kws import interrupt
-from kws.audio import AudioError, check_readable, load_audio, narrow_band_warning
+from kws.audio import AudioError, check_readable, load_clip, narrow_band_warning
 from kws.errors import (EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_INTERRUPTED, KwsError, positive_float, positive_int, probability,
                         report)
 
@@ -144,7 +144,7 @@ def run_classify(args: argparse.Namespace) -> int:
             posteriors[path] = recording_posterior(Engine(bundle), iter_blocks(path))
             continue
         try:
-            clips.append((path, load_audio(path)))
+            clips.append((path, load_clip(path)))
         except AudioError as error:
             failures.append(error)
     for (path, _), p in zip(clips, classify_audio(bundle, [signal for _, signal in clips], args.batch_size)):

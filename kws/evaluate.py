@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kws.audio import AudioError, audio_duration_s, iter_blocks, load_audio
+from kws.audio import AudioError, audio_duration_s, iter_blocks, load_clip
 from kws.bundle import Bundle
 from kws.detector import Detection
 from kws.engine import Engine, make_net
@@ -167,7 +167,7 @@ def evaluate(bundle: Bundle, paths: list[str | os.PathLike], batch_files: int = 
         features, kept = [], []
         for item in clips[start : start + batch_files]:
             try:
-                features.append(mfcc(load_audio(item.path)))
+                features.append(mfcc(load_clip(item.path)))
                 kept.append(item)
             except AudioError as error:
                 result.failures.append(Failure(item.path, error.problem))

@@ -156,7 +156,8 @@ def test_evaluate_labelled_folder_matches_independent_computation(trained, label
         for wav in sorted((labelled_folder / folder).glob("*.wav")):
             from kws.audio import load_audio
 
-            features = mfcc(load_audio(wav))
+            audio = load_audio(wav)
+            features = mfcc(np.pad(audio, (0, max(0, 16000 - len(audio)))))  # clips are 1 s, as in training
             predicted.append(int(keras_model.predict(features[None], verbose=0)[0, -1].argmax()))
             truth.append(bundle.labels.index(label))
     expected = float(np.mean(np.array(truth) == np.array(predicted)))
@@ -169,6 +170,28 @@ def test_evaluate_labelled_folder_matches_independent_computation(trained, label
     assert report["failures"] == []
     assert len(report["misclassified"]) == round((1 - expected) * len(truth))
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_short_clip_is_heard_as_in_training_padded_with_silence_to_1_s(trained, spoken, tmp_path):
+    from kws.audio import load_audio
+
+    audio = load_audio(spoken["yes"])
+    assert len(audio) < 16000
+    padded = tmp_path / "padded.wav"
+    sf.write(padded, np.pad(audio, (0, 16000 - len(audio))), 16000, subtype="FLOAT")
+    (tmp_path / "set" / "yes").mkdir(parents=True)
+    sf.write(tmp_path / "set" / "yes" / "short.wav", audio, 16000, subtype="FLOAT")
+    classified = json.loads(kws("classify", str(tmp_path / "set" / "yes" / "short.wav"), str(padded), "--model",
+                                str(trained[0]), "--format", "json").stdout)
+    assert classified[0]["label"] == classified[1]["label"] and classified[0]["score"] == classified[1]["score"]
+    bundle = load_bundle(str(trained[0]))
+    model, mfcc = load_keras_model(str(trained[0])), Mfcc(bundle.frontend)
+    heard = [model.predict(mfcc(a)[None], verbose=0)[0, -1] for a in (audio, np.pad(audio, (0, 16000 - len(audio))))]
+    assert not np.allclose(*heard, atol=1e-3)  # the padding changes what the model says: the check above means something
+    assert classified[0]["score"] == pytest.approx(float(heard[1].max()), abs=1e-3)
+    evaluated = json.loads(kws("evaluate", str(tmp_path / "set"), "--model", str(trained[0]), "--format",
+                               "json").stdout)
+    assert evaluated["n"] == 1 and evaluated["accuracy"] == float(classified[0]["label"] == "yes")
 
 
 def test_evaluate_folder_with_bad_files(trained, labelled_folder, tmp_path):
