@@ -106,6 +106,10 @@ def test_resume_with_other_settings_is_refused_in_one_line(tmp_path):
         Progress(work, MONITORS["both"], run_settings(other))
     assert str(refused.value) == (f"{work}/ holds an interrupted run with --monitor clip (this run: both), --units 32 "
                                   f"(this run: 64): give the same settings to resume it, or delete {work}/ to start afresh")
+    other_data = parse_args(["--data", "D", "--out", str(tmp_path / "o"), "--monitor", "clip", "--units", "32",
+                             "--seed", "1", "--extra-data", "A", "--extra-data", "B"])
+    with pytest.raises(ResumeError, match=r"--seed 0 \(this run: 1\), --extra-data none \(this run: A B\): give"):
+        Progress(work, MONITORS["clip"], run_settings(other_data))
 
 
 def test_resume_of_a_work_folder_without_recorded_settings_checks_the_monitor(tmp_path):

@@ -198,7 +198,9 @@ class ResumeError(KwsError):
 # The settings a resumed run must share with the interrupted one: the checkpoint fixes the
 # network (arch, units, layers, dropout, words), and the best epoch so far was chosen by
 # --monitor on the validation speakers of the split.
-RESUME_SETTINGS = ("monitor", "arch", "units", "layers", "dropout", "words", "val_percent", "test_percent", "split_salt")
+RESUME_SETTINGS = ("monitor", "arch", "units", "layers", "dropout", "words", "val_percent", "test_percent", "split_salt",
+                   "seed", "init", "extra_data", "extra_unknown_only", "speech", "unknown_ratio", "unknown_while_spoken",
+                   "channel")
 
 
 def run_settings(args: argparse.Namespace) -> dict:
@@ -208,7 +210,10 @@ def run_settings(args: argparse.Namespace) -> dict:
 
 def resume_conflicts(recorded: dict, settings: dict) -> list[str]:
     """`--flag recorded (this run: value)` for each setting that differs."""
-    return [f"--{key.replace('_', '-')} {recorded[key]} (this run: {settings[key]})"
+    def shown(value) -> str:
+        return " ".join(map(str, value)) or "none" if isinstance(value, list) else str(value)
+
+    return [f"--{key.replace('_', '-')} {shown(recorded[key])} (this run: {shown(settings[key])})"
             for key in RESUME_SETTINGS if key in recorded and key in settings and recorded[key] != settings[key]]
 
 
