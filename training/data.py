@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
-from kws.audio import SAMPLE_RATE, load_audio
+from kws.audio import CLIP_SAMPLES, SAMPLE_RATE, load_audio
 from kws.errors import KwsError
 from kws.labels import SILENCE, UNKNOWN
 
@@ -28,7 +29,6 @@ NOISE_DIR = "_background_noise_"
 SILENCE_DIR = "_silence_"
 UNKNOWN_DIR = "_unknown_"
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # as in TensorFlow's speech_commands input_data.py
-CLIP_SAMPLES = SAMPLE_RATE
 
 
 class DataError(KwsError):
@@ -234,6 +234,14 @@ def fit_clip(audio: np.ndarray, length: int = CLIP_SAMPLES) -> np.ndarray:
     if len(audio) >= length:
         return audio[:length]
     return np.pad(audio, (0, length - len(audio)))
+
+
+def write_clip(audio: np.ndarray, out: Path) -> None:
+    """A 16-bit 16 kHz WAV, there whole or not at all (written aside, then renamed)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(".partial.wav")
+    sf.write(partial, audio, SAMPLE_RATE, subtype="PCM_16")
+    os.replace(partial, out)
 
 
 def word_span(audio: np.ndarray, frame: int = 160, below_peak_db: float = 25.0) -> tuple[int, int]:

@@ -38,7 +38,7 @@ import soundfile as sf
 
 from kws.audio import SAMPLE_RATE, load_audio
 from kws.errors import KwsError, positive_int
-from training.data import COMMANDS, DataError
+from training.data import COMMANDS, DataError, write_clip
 from training.options import make_parser, run_main
 
 WORD_LIST = "/usr/share/dict/american-english"
@@ -116,10 +116,7 @@ def to_clip(raw: Path, voice: Voice, out: Path) -> bool:
     clip = np.zeros(SAMPLE_RATE, np.float32)
     start = (SAMPLE_RATE - len(word)) // 2
     clip[start : start + len(word)] = word * (0.5 / max(np.abs(word).max(), 1e-6))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_suffix(".partial.wav")
-    sf.write(partial, clip, SAMPLE_RATE, subtype="PCM_16")
-    os.replace(partial, out)  # a clip is there whole or not at all
+    write_clip(clip, out)
     return True
 
 
