@@ -110,6 +110,11 @@ def test_resume_with_other_settings_is_refused_in_one_line(tmp_path):
                              "--seed", "1", "--extra-data", "A", "--extra-data", "B"])
     with pytest.raises(ResumeError, match=r"--seed 0 \(this run: 1\), --extra-data none \(this run: A B\): give"):
         Progress(work, MONITORS["clip"], run_settings(other_data))
+    other_flags = parse_args(["--data", "E", "--out", str(tmp_path / "o"), "--monitor", "clip", "--units", "32",
+                              "--channel", "--init", "I"])
+    with pytest.raises(ResumeError, match=r"--data D \(this run: E\), --init none \(this run: I\), --channel off "
+                                          r"\(this run: on\): give"):
+        Progress(work, MONITORS["clip"], run_settings(other_flags))
 
 
 def test_resume_of_a_work_folder_without_recorded_settings_checks_the_monitor(tmp_path):

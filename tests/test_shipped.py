@@ -35,8 +35,9 @@ def test_shipped_model_accuracy_on_held_out_speakers(arch, validation_folder):
     report = json.loads(result.stdout)
     meta = load_bundle(arch).metadata
     assert report["n"] == meta["val_clips"]
-    # The README's figure, reproduced: `kws evaluate` hears a short clip padded to 1 s, as training does
-    assert report["accuracy"] == pytest.approx(meta["val_clip_accuracy"], abs=1e-4)
+    # The README's figure, reproduced: `kws evaluate` hears a short clip padded to 1 s, as training
+    # does (equal here); one clip of slack for another CPU's rounding on a borderline clip
+    assert report["accuracy"] == pytest.approx(meta["val_clip_accuracy"], abs=1 / report["n"] + 1e-4)
     assert report["accuracy"] >= FLOOR[arch]
 
 

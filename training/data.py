@@ -239,8 +239,8 @@ def fit_clip(audio: np.ndarray, length: int = CLIP_SAMPLES) -> np.ndarray:
 def write_clip(audio: np.ndarray, out: Path) -> None:
     """A 16-bit 16 kHz WAV, there whole or not at all (written aside, then renamed)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_suffix(".partial.wav")
-    sf.write(partial, audio, SAMPLE_RATE, subtype="PCM_16")
+    partial = out.with_name(out.name + ".partial")  # not a .wav: a leftover is never read as a clip
+    sf.write(partial, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
     os.replace(partial, out)
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import soundfile as sf
 
 from kws.audio import SAMPLE_RATE, load_audio
-from kws.errors import KwsError, positive_int
+from kws.errors import KwsError, non_negative_int, positive_int
 from training.data import COMMANDS, DataError, write_clip
 from training.options import make_parser, run_main
 
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voices-per-word", type=positive_int, default=3)
     parser.add_argument("--command-takes", type=positive_int, default=4,
                         help="pitch/rate settings of each voice that say each command")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     args = parser.parse_args(argv)
 
     def run() -> int:

@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--single-clip-share", type=share, default=0.0,
                         help="share of training sequences that hold a single clip (then background only)")
     parser.add_argument("--extra-data", action="append", default=[], metavar="DIR",
-                        help="another folder in the Speech Commands layout (e.g. training.synth's synthetic speech) "
-                        "whose clips all join training; repeatable")
+                        help="another folder in the Speech Commands layout (e.g. training.synth's synthetic speech, "
+                        "training.negatives' negatives) whose clips join training, but for those of the data set's "
+                        "validation and test speakers; repeatable")
     parser.add_argument("--extra-unknown-only", action="store_true",
                         help="take only the non-command words of the --extra-data folders (measured on real speakers: "
                         "synthetic commands cost accuracy; README, 'Outside the data set')")
@@ -196,11 +197,14 @@ class ResumeError(KwsError):
 
 
 # The settings a resumed run must share with the interrupted one: the checkpoint fixes the
-# network (arch, units, layers, dropout, words), and the best epoch so far was chosen by
-# --monitor on the validation speakers of the split.
+# network (arch, units, layers, dropout, words); the best epoch so far was chosen by --monitor
+# on the validation speakers of the split and the validation stream (--stream-minutes); and
+# the epochs done were drawn from the data and the seed given (--data, --seed, --init, the
+# extra data and the unknown words' settings, --channel). The optimiser's schedule is in the
+# checkpoint: a resume carries on with the interrupted run's --lr and --epochs.
 RESUME_SETTINGS = ("monitor", "arch", "units", "layers", "dropout", "words", "val_percent", "test_percent", "split_salt",
-                   "seed", "init", "extra_data", "extra_unknown_only", "speech", "unknown_ratio", "unknown_while_spoken",
-                   "channel")
+                   "data", "seed", "init", "extra_data", "extra_unknown_only", "speech", "unknown_ratio",
+                   "unknown_while_spoken", "channel", "stream_minutes")
 
 
 def run_settings(args: argparse.Namespace) -> dict:
@@ -211,7 +215,11 @@ def run_settings(args: argparse.Namespace) -> dict:
 def resume_conflicts(recorded: dict, settings: dict) -> list[str]:
     """`--flag recorded (this run: value)` for each setting that differs."""
     def shown(value) -> str:
-        return " ".join(map(str, value)) or "none" if isinstance(value, list) else str(value)
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, list):
+            return " ".join(map(str, value)) or "none"
+        return "none" if value is None else str(value)
 
     return [f"--{key.replace('_', '-')} {shown(recorded[key])} (this run: {shown(settings[key])})"
             for key in RESUME_SETTINGS if key in recorded and key in settings and recorded[key] != settings[key]]
@@ -500,9 +508,9 @@ def load_training_clips(args: argparse.Namespace, dataset: DataSet, train_list: 
         if Path(folder).resolve() == dataset.root.resolve():
             raise DataError(f"--extra-data {folder}: this is the --data folder itself; its validation speakers "
                             "would be trained on")
-    validation_speakers = {speaker_of(c.path) for c in dataset.clips("validation")}
+    held_out = {speaker_of(c.path) for c in dataset.clips("validation") + dataset.clips("testing")}
     extra = [(folder, [c for c in extra_training_clips(folder, dataset.labels, args.extra_unknown_only)
-                       if speaker_of(c.path) not in validation_speakers], None) for folder in args.extra_data]
+                       if speaker_of(c.path) not in held_out], None) for folder in args.extra_data]
     if args.speech:
         clips, speakers = speech_training_clips(args.speech, dataset.labels)
         extra.append((args.speech, clips, speakers))
