@@ -116,11 +116,18 @@ def load_audio(path: str | os.PathLike, min_samples: int = 480) -> np.ndarray:
     return audio
 
 
+def fit_clip(audio: np.ndarray, length: int = CLIP_SAMPLES) -> np.ndarray:
+    """Pad with zeros (after) or cut to exactly `length` samples."""
+    if len(audio) >= length:
+        return audio[:length]
+    return np.pad(audio, (0, length - len(audio)))
+
+
 def load_clip(path: str | os.PathLike) -> np.ndarray:
     """A clip file as the models were trained on clips: `load_audio`, then silence after it
     up to 1 s (a longer file keeps its length)."""
     audio = load_audio(path)
-    return np.pad(audio, (0, max(0, CLIP_SAMPLES - len(audio))))
+    return fit_clip(audio, max(len(audio), CLIP_SAMPLES))
 
 
 def _info(path: Path):

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kws.audio import AudioError, load_audio
+from kws.audio import AudioError, fit_clip, load_audio
 from training import cache
 from training.cache import ClipStore, default_cache_root, folder_for, open_cache
-from training.data import fit_clip, load_clips, scan, word_span
+from training.data import load_clips, scan, word_span
 
 SR = 16000
 

@@ -7,7 +7,8 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import SMALL, run_cli
-from training.data import COMMANDS, UNKNOWN, DataError, extra_training_clips, fit_clip, speaker_of, word_span
+from kws.audio import fit_clip
+from training.data import COMMANDS, UNKNOWN, DataError, extra_training_clips, speaker_of, word_span
 from training.negatives import (MAX_SPLICE_GAIN, SOUNDS, build, command_clips, head, partial_clip, plan, spliced_clip,
                                 tail)
 

@@ -229,11 +229,17 @@ def check_training_split(dataset: DataSet, validation_percentage: float, testing
                         "clips out of --words")
 
 
-def fit_clip(audio: np.ndarray, length: int = CLIP_SAMPLES) -> np.ndarray:
-    """Pad with zeros (after) or cut to exactly `length` samples."""
-    if len(audio) >= length:
-        return audio[:length]
-    return np.pad(audio, (0, length - len(audio)))
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+def centred(sound: np.ndarray) -> np.ndarray:
+    """`sound` in the middle of a 1-s clip (cut to 1 s first)."""
+    sound = sound[:CLIP_SAMPLES]
+    clip = np.zeros(CLIP_SAMPLES, np.float32)
+    start = (CLIP_SAMPLES - len(sound)) // 2
+    clip[start: start + len(sound)] = sound
+    return clip
 
 
 def write_clip(audio: np.ndarray, out: Path) -> None:

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kws.audio import load_audio
+from kws.audio import fit_clip, load_audio
 from kws.errors import InputFileError, non_negative_int
-from training.data import COMMANDS, CLIP_SAMPLES, DataError, fit_clip, speaker_of, word_span, write_clip
+from training.data import COMMANDS, DataError, centred, rms, speaker_of, word_span, write_clip
 from training.options import make_parser, run_main
 
 KINDS = ("reversed", "spliced", "partial")
@@ -82,19 +82,6 @@ def tail(audio: np.ndarray, share: float) -> np.ndarray:
     return faded(audio[end - max(FADE * 2, int(share * (end - start))): end])
 
 
-def rms(audio: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)) + 1e-9)
-
-
-def centred(sound: np.ndarray) -> np.ndarray:
-    """`sound` in the middle of a 1-s clip."""
-    sound = sound[:CLIP_SAMPLES]
-    clip = np.zeros(CLIP_SAMPLES, np.float32)
-    start = (CLIP_SAMPLES - len(sound)) // 2
-    clip[start: start + len(sound)] = sound
-    return clip
-
-
 def reversed_clip(audio: np.ndarray) -> np.ndarray:
     return audio[::-1].copy()
 
@@ -103,7 +90,7 @@ def spliced_clip(first: np.ndarray, second: np.ndarray, rng: np.random.Generator
     """The start of `first`'s word, then the end of `second`'s, at `first`'s level (raised by
     at most MAX_SPLICE_GAIN)."""
     a, b = head(first, rng.uniform(PART_LOW, PART_HIGH)), tail(second, rng.uniform(PART_LOW, PART_HIGH))
-    return centred(np.concatenate([a, b * min(rms(a) / rms(b), MAX_SPLICE_GAIN)]))
+    return centred(np.concatenate([a, b * min((rms(a) + 1e-9) / (rms(b) + 1e-9), MAX_SPLICE_GAIN)]))
 
 
 def partial_clip(audio: np.ndarray, word: str, rng: np.random.Generator) -> np.ndarray:

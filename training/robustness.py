@@ -44,7 +44,7 @@ from kws.errors import non_negative_float, non_negative_int
 from kws.frontend import Mfcc
 from kws.recognizer import clip_posteriors
 from kws.scoring import score_stream
-from training.data import DataError, load_noise, speech_files, speech_speaker
+from training.data import DataError, load_noise, rms, speech_files, speech_speaker
 from training.make_stream import build_stream
 from training.sequences import noise_cut
 from training.options import add_split_arguments, given_split, make_parser, run_main, training_stages, validation_set
@@ -89,10 +89,6 @@ def reverberant(audio: np.ndarray, seed) -> np.ndarray:
         wet = fftconvolve(clip, room_response(rng, ROOM["rt60_s"], drr))[: len(clip)]
         out[i] = wet * (rms(clip) / max(rms(wet), 1e-12))
     return out
-
-
-def rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
 
 
 def narrow_band(audio: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ import soundfile as sf
 
 from kws.audio import SAMPLE_RATE, load_audio
 from kws.errors import KwsError, non_negative_int, positive_int
-from training.data import COMMANDS, DataError, write_clip
+from training.data import COMMANDS, DataError, centred, write_clip
 from training.options import make_parser, run_main
 
 WORD_LIST = "/usr/share/dict/american-english"
@@ -113,10 +113,7 @@ def to_clip(raw: Path, voice: Voice, out: Path) -> bool:
     if not len(loud) or np.abs(audio).max() < 1e-4:
         return False
     word = audio[loud[0] : loud[-1] + 1][:SAMPLE_RATE]
-    clip = np.zeros(SAMPLE_RATE, np.float32)
-    start = (SAMPLE_RATE - len(word)) // 2
-    clip[start : start + len(word)] = word * (0.5 / max(np.abs(word).max(), 1e-6))
-    write_clip(clip, out)
+    write_clip(centred(word * (0.5 / max(np.abs(word).max(), 1e-6))), out)
     return True
 
 
